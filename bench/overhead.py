@@ -1,0 +1,520 @@
+"""Session middleware overhead: no middleware vs Starlette's vs ours, under uvicorn + wrk.
+
+Run with ``make bench`` (``.venv/bin/python bench/overhead.py``); ``--quick`` for a
+~30 s smoke run, ``--help`` for the knobs. Needs ``wrk`` (``apt-get install -y wrk``)
+and ``uvicorn[standard]`` (uvloop + httptools) in the venv.
+
+The same tiny Starlette app is served three ways, each by its own uvicorn process
+(one worker, uvloop, httptools) on 127.0.0.1:
+
+* ``none``: no session middleware; the endpoints use a plain module-level dict
+  holding the same data, so the app does the same work minus the session machinery.
+* ``starlette``: ``starlette.middleware.sessions.SessionMiddleware`` (the whole
+  session signed into the cookie).
+* ``ours``: ``ClusterSessionMiddleware(app, secret_key=...)``, one node, no config
+  (the cookie holds a signed id, the data stays in the server's memory).
+
+Scenarios: ``read`` (``GET /read`` reads a few session keys: the common case) and
+``write`` (``GET /write`` increments a counter in the session). wrk runs with one
+thread (the machine has two cores: one for wrk, one for the server), variants are
+interleaved and repeated in rounds, and the median of each is reported.
+
+This module is also the app: the servers run ``uvicorn overhead:create_app --factory``
+with the variant in ``BENCH_VARIANT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+VARIANTS: Final = ("none", "starlette", "ours")
+SCENARIOS: Final = ("read", "write")
+SECRET: Final = "bench-secret-not-for-production"
+HOST: Final = "127.0.0.1"  # loopback only, always
+VARIANT_ENV: Final = "BENCH_VARIANT"
+# The issue's targets for ours, as throughput ratios.
+TARGET_VS_STARLETTE: Final = 2.0
+TARGET_VS_NONE: Final = 0.7
+
+BENCH_DIR: Final = Path(__file__).resolve().parent
+REPO_ROOT: Final = BENCH_DIR.parent
+
+
+# -- the app ----------------------------------------------------------------------
+
+
+def _realistic_session() -> dict[str, Any]:
+    """What a logged-in shop user's session typically holds: ten small keys."""
+    return {
+        "user_id": 48213,
+        "username": "a.lovelace",
+        "display_name": "Ada Lovelace",
+        "email": "ada@example.com",
+        "roles": ["customer", "beta", "newsletter"],
+        "cart": [
+            {"sku": "BK-1843", "qty": 1, "price": "24.90"},
+            {"sku": "PN-0007", "qty": 3, "price": "2.50"},
+        ],
+        "csrf_token": "q3Zt7wS9yV1Hc4kPp0mXn2bL6eRf8uJdA5gTi_oWzE",
+        "locale": "en-GB",
+        "login_at": 1_700_000_000.0,
+        "counter": 0,
+    }
+
+
+def create_app() -> Starlette:
+    """The app for the variant named in ``$BENCH_VARIANT`` (uvicorn ``--factory``)."""
+    variant = os.environ.get(VARIANT_ENV, "")
+    if variant not in VARIANTS:
+        raise RuntimeError(f"${VARIANT_ENV} must be one of {VARIANTS}, got {variant!r}")
+
+    session_of: Callable[[Request], MutableMapping[str, Any]]
+    middleware: list[Middleware] = []
+    if variant == "none":
+        shared = _realistic_session()
+
+        def session_of(request: Request) -> MutableMapping[str, Any]:
+            return shared
+
+    else:
+
+        def session_of(request: Request) -> MutableMapping[str, Any]:
+            return request.session
+
+        if variant == "starlette":
+            from starlette.middleware.sessions import SessionMiddleware
+
+            middleware.append(Middleware(SessionMiddleware, secret_key=SECRET))
+        else:
+            # Imported here so the parent process never needs the package to import.
+            from clustersession import ClusterSessionMiddleware
+
+            middleware.append(Middleware(ClusterSessionMiddleware, secret_key=SECRET))
+
+    async def login(request: Request) -> PlainTextResponse:
+        session_of(request).update(_realistic_session())
+        return PlainTextResponse("ok")
+
+    async def read(request: Request) -> JSONResponse:
+        session = session_of(request)
+        return JSONResponse(
+            {
+                "user": session["display_name"],
+                "admin": "admin" in session["roles"],
+                "items": len(session["cart"]),
+            }
+        )
+
+    async def write(request: Request) -> JSONResponse:
+        session = session_of(request)
+        session["counter"] = session.get("counter", 0) + 1
+        return JSONResponse({"user_id": session["user_id"], "counter": session["counter"]})
+
+    async def ping(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("pong")  # the readiness probe: leaves the session alone
+
+    routes = [
+        Route("/ping", ping),
+        Route("/login", login),
+        Route("/read", read),
+        Route("/write", write),
+    ]
+    return Starlette(routes=routes, middleware=middleware)
+
+
+# -- servers ----------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    variant: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    cookie: str | None = None  # the ``Cookie`` header value wrk sends
+
+
+def _free_port() -> int:
+    # The port could in theory be taken between close() and uvicorn's bind; the
+    # readiness check below then fails loudly rather than measuring something else.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start_server(variant: str, workdir: Path) -> Server:
+    port = _free_port()
+    log = workdir / f"server-{variant}.log"
+    env = dict(os.environ)
+    env[VARIANT_ENV] = variant
+    # The package is used from the source tree, not installed into the venv.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    command = [
+        sys.executable, "-m", "uvicorn", "overhead:create_app", "--factory",
+        "--app-dir", str(BENCH_DIR),
+        "--host", HOST, "--port", str(port),
+        "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    with log.open("wb") as log_file:
+        # A session of its own, so the whole process group can be killed at the end
+        # and a Ctrl-C in the terminal reaches only us (we then stop the servers).
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            start_new_session=True,
+        )
+    return Server(variant, port, process, log)
+
+
+def _stop_server(server: Server) -> None:
+    process = server.process
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def _get(port: int, path: str, cookie: str | None = None) -> tuple[int, list[str]]:
+    """Status and ``Set-Cookie`` headers of one GET."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.msg.get_all("Set-Cookie") or []
+    finally:
+        conn.close()
+
+
+def _wait_ready(server: Server, deadline_s: float = 20.0) -> None:
+    """Poll until the server answers (a deadline, not a fixed sleep)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"{server.variant} server exited with {server.process.returncode}:\n"
+                + server.log.read_text(errors="replace")[-3000:]
+            )
+        try:
+            _get(server.port, "/ping")
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{server.variant} server did not answer on port {server.port} "
+                    f"within {deadline_s:.0f} s:\n" + server.log.read_text(errors="replace")[-3000:]
+                ) from None
+            time.sleep(0.05)
+
+
+def _log_in(server: Server) -> None:
+    """Get the session cookie wrk will replay; checks the session actually works."""
+    status, set_cookies = _get(server.port, "/login")
+    if status != 200:
+        raise RuntimeError(f"{server.variant}: GET /login answered {status}")
+    if server.variant == "none":
+        return  # no middleware, no cookie: wrk sends none
+    values = [c.split(";", 1)[0] for c in set_cookies if c.startswith("session=")]
+    if not values:
+        raise RuntimeError(f"{server.variant}: GET /login set no session cookie")
+    server.cookie = values[-1]
+    # The session must come back with the cookie, or we would time an empty session.
+    status, _ = _get(server.port, "/read", server.cookie)
+    if status != 200:
+        raise RuntimeError(f"{server.variant}: GET /read with the cookie answered {status}")
+
+
+# -- wrk --------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    variant: str
+    scenario: str
+    round: int
+    requests_per_s: float
+    p99_ms: float
+    errors: int  # socket errors + non-2xx/3xx responses
+
+
+_RPS_RE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_P99_RE = re.compile(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_NON_2XX_RE = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKET_ERRORS_RE = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
+_UNIT_MS: Final = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def parse_wrk(output: str) -> tuple[float, float, int]:
+    """``(requests/s, p99 in ms, errors)`` from wrk's ``--latency`` output."""
+    rps = _RPS_RE.search(output)
+    p99 = _P99_RE.search(output)
+    if rps is None or p99 is None:
+        raise RuntimeError(f"cannot parse wrk output:\n{output}")
+    errors = sum(int(n) for n in _NON_2XX_RE.findall(output))
+    for match in _SOCKET_ERRORS_RE.finditer(output):
+        errors += sum(int(n) for n in match.groups())
+    return float(rps.group(1)), float(p99.group(1)) * _UNIT_MS[p99.group(2)], errors
+
+
+def _lua_string(value: str) -> str:
+    """A Lua string literal (cookie values hold base64, dots, maybe quotes)."""
+    escaped = "".join(c if c.isprintable() and c not in '\\"' else f"\\{ord(c):03d}" for c in value)
+    return f'"{escaped}"'
+
+
+def _write_lua(server: Server, workdir: Path) -> Path:
+    script = workdir / f"{server.variant}.lua"
+    lines = ["-- Generated by bench/overhead.py: replay one session's cookie on every request."]
+    if server.cookie is not None:
+        lines.append(f'wrk.headers["Cookie"] = {_lua_string(server.cookie)}')
+    script.write_text("\n".join(lines) + "\n")
+    return script
+
+
+def run_wrk(
+    server: Server, scenario: str, script: Path, *, duration: float, connections: int
+) -> tuple[float, float, int]:
+    url = f"http://{HOST}:{server.port}/{scenario}"
+    command = [
+        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+        "--latency", "-s", str(script), url,
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration + 30, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr}{result.stdout}")
+    return parse_wrk(result.stdout)
+
+
+# -- the run ----------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    duration: float
+    rounds: int
+    connections: int
+    warmup: float
+    json_path: Path | None
+    strict: bool
+
+
+def _parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        description="Throughput and p99 latency of no session middleware, Starlette's "
+        "SessionMiddleware and ClusterSessionMiddleware, under uvicorn, driven by wrk.",
+    )
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run [8]")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all runs [3]")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections [32]")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per run [2]")
+    parser.add_argument("--quick", action="store_true", help="smoke run, ~30 s (2 s x 1 round)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds, args.warmup = 2.0, 1, 1.0
+    if args.duration < 1 or args.rounds < 1 or args.connections < 1:
+        parser.error("--duration, --rounds and --connections must be at least 1")
+    return Options(
+        args.duration, args.rounds, args.connections, args.warmup, args.json, args.strict
+    )
+
+
+def _check_tools() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk not found; install it with: sudo apt-get install -y wrk")
+    missing = [m for m in ("uvicorn", "uvloop", "httptools") if importlib.util.find_spec(m) is None]
+    if missing:
+        sys.exit(
+            f"bench: {', '.join(missing)} missing; install with: "
+            f"{sys.executable} -m pip install 'uvicorn[standard]'"
+        )
+
+
+@contextlib.contextmanager
+def _servers(workdir: Path) -> Iterator[dict[str, Server]]:
+    """All variants' servers, ready and logged in; every one stopped on the way out."""
+    servers: dict[str, Server] = {}
+    try:
+        for variant in VARIANTS:
+            servers[variant] = _start_server(variant, workdir)
+        for server in servers.values():
+            _wait_ready(server)
+            _log_in(server)
+        yield servers
+    finally:
+        for server in servers.values():
+            _stop_server(server)
+
+
+def _raise_on_sigterm(signum: int, frame: object) -> None:
+    # Turn SIGTERM into an exception so the finally blocks stop the servers.
+    raise SystemExit(128 + signum)
+
+
+def measure(options: Options) -> list[Sample]:
+    samples: list[Sample] = []
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        workdir = Path(tmp)
+        with _servers(workdir) as servers:
+            scripts = {v: _write_lua(s, workdir) for v, s in servers.items()}
+            if options.warmup > 0:
+                for scenario in SCENARIOS:
+                    for variant, server in servers.items():
+                        run_wrk(
+                            server, scenario, scripts[variant],
+                            duration=options.warmup, connections=options.connections,
+                        )  # fmt: skip
+            total = options.rounds * len(SCENARIOS) * len(VARIANTS)
+            for round_ in range(options.rounds):
+                # Rotate the order each round so slow drift (thermal, noisy neighbours)
+                # does not always fall on the same variant.
+                order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]
+                for scenario in SCENARIOS:
+                    for variant in order:
+                        rps, p99, errors = run_wrk(
+                            servers[variant], scenario, scripts[variant],
+                            duration=options.duration, connections=options.connections,
+                        )  # fmt: skip
+                        samples.append(Sample(variant, scenario, round_, rps, p99, errors))
+                        print(
+                            f"  [{len(samples):2d}/{total}] round {round_ + 1} {scenario:5s} "
+                            f"{variant:9s} {rps:9.0f} req/s  p99 {p99:7.2f} ms"
+                            + (f"  ({errors} errors!)" if errors else ""),
+                            flush=True,
+                        )
+    return samples
+
+
+def summarise(samples: list[Sample]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for scenario in SCENARIOS:
+        medians: dict[str, dict[str, float]] = {}
+        for variant in VARIANTS:
+            mine = [s for s in samples if s.scenario == scenario and s.variant == variant]
+            medians[variant] = {
+                "requests_per_s": statistics.median(s.requests_per_s for s in mine),
+                "p99_ms": statistics.median(s.p99_ms for s in mine),
+                "errors": sum(s.errors for s in mine),
+            }
+        ours, starlette, none = medians["ours"], medians["starlette"], medians["none"]
+        ratios = {
+            "rps_vs_starlette": ours["requests_per_s"] / starlette["requests_per_s"],
+            "rps_vs_none": ours["requests_per_s"] / none["requests_per_s"],
+            "p99_vs_starlette": ours["p99_ms"] / starlette["p99_ms"],
+            "p99_vs_none": ours["p99_ms"] / none["p99_ms"],
+        }
+        summary[scenario] = {
+            "medians": medians,
+            "ratios": ratios,
+            "targets_met": {
+                "rps_vs_starlette": ratios["rps_vs_starlette"] >= TARGET_VS_STARLETTE,
+                "rps_vs_none": ratios["rps_vs_none"] >= TARGET_VS_NONE,
+            },
+        }
+    return summary
+
+
+def _print_table(summary: dict[str, Any], options: Options) -> None:
+    print(
+        f"\nmedians of {options.rounds} round(s) x {options.duration:g} s, wrk -t1 "
+        f"-c{options.connections}, uvicorn 1 worker (uvloop, httptools)\n"
+    )
+    print(f"{'scenario':8s} {'variant':10s} {'req/s':>9s} {'p99 ms':>8s}")
+    for scenario, result in summary.items():
+        for variant, median in result["medians"].items():
+            errors = f"  ({median['errors']} errors!)" if median["errors"] else ""
+            print(
+                f"{scenario:8s} {variant:10s} {median['requests_per_s']:9.0f} "
+                f"{median['p99_ms']:8.2f}{errors}"
+            )
+    print(
+        f"\n{'scenario':8s} {'req/s ours/starlette':>21s} {'ours/none':>10s}"
+        f" {'p99 ours/starlette':>19s} {'ours/none':>10s}"
+    )
+    for scenario, result in summary.items():
+        r, met = result["ratios"], result["targets_met"]
+        vs_st = f"{r['rps_vs_starlette']:.2f}x {'ok' if met['rps_vs_starlette'] else 'MISS'}"
+        vs_none = f"{r['rps_vs_none']:.2f}x {'ok' if met['rps_vs_none'] else 'MISS'}"
+        print(
+            f"{scenario:8s} {vs_st:>21s} {vs_none:>10s}"
+            f" {r['p99_vs_starlette']:18.2f}x {r['p99_vs_none']:9.2f}x"
+        )
+    print(
+        f"\ntargets (req/s): ours >= {TARGET_VS_STARLETTE}x starlette, "
+        f">= {TARGET_VS_NONE}x none; p99 ratios below 1 mean ours is faster"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _parse_args(argv)
+    _check_tools()
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    runs = options.rounds * len(SCENARIOS) * len(VARIANTS)
+    print(
+        f"bench: {runs} wrk runs of {options.duration:g} s "
+        f"(+ {len(SCENARIOS) * len(VARIANTS)} warm-ups of {options.warmup:g} s)",
+        flush=True,
+    )
+    try:
+        samples = measure(options)
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; servers stopped", file=sys.stderr)
+        return 130
+    summary = summarise(samples)
+    _print_table(summary, options)
+    if options.json_path is not None:
+        document = {
+            "options": {
+                k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()
+            },
+            "samples": [asdict(s) for s in samples],
+            "summary": summary,
+        }
+        options.json_path.write_text(json.dumps(document, indent=2) + "\n")
+    missed = any(not ok for r in summary.values() for ok in r["targets_met"].values())
+    return 1 if options.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""clustersession: Tomcat-style session clustering for Starlette and FastAPI.
+
+Three floors, imports pointing down only: :mod:`clustersession.web` (the ASGI
+middleware), :mod:`clustersession.sessions` (sessions and their managers),
+:mod:`clustersession.channel` (the group channel, later); and
+:mod:`clustersession.config`, used by all of them.
+"""
+
+from .config import ClusterConfig, ConfigError
+from .sessions.listeners import AttributeEvent, SessionEvent, SessionListener
+from .sessions.session import Session
+from .web.middleware import ClusterSessionMiddleware
+
+__all__ = [
+    "AttributeEvent",
+    "ClusterConfig",
+    "ClusterSessionMiddleware",
+    "ConfigError",
+    "Session",
+    "SessionEvent",
+    "SessionListener",
+]

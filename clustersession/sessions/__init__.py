@@ -1,0 +1,1 @@
+"""The session floor: the request's session, the session table, managers, codec."""

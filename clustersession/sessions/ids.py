@@ -1,0 +1,79 @@
+"""Session ids: random, optionally signed, with Tomcat's ``.<jvm_route>`` suffix.
+
+An id is ``<token>.<route>``. The token is 22 URL-safe characters holding 128 random
+bits from :mod:`secrets`; with a secret it is followed by 22 more characters, an
+HMAC-SHA256 tag of the random part (truncated to 128 bits), so a forged or guessed
+id is refused by arithmetic, before any store lookup. The token never contains a
+dot, so load balancers that take the route after the first or after the last dot
+(mod_jk, mod_proxy_balancer, HAProxy's ``field(2,.)``) all find it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+
+_RANDOM_BYTES = 16
+_TAG_BYTES = 16
+_PART_CHARS = 22  # len(base64url(16 bytes)) without padding
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
+# A key of its own, so the cookie tag cannot be confused with other uses of the secret.
+_KEY_LABEL = b"clustersession/v1/session-id"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class SessionIds:
+    """Makes and checks session ids for one node.
+
+    ``secret``: when set, tokens carry an HMAC tag and unsigned or forged ones are
+    refused. ``route``: this node's ``jvm_route``, appended as ``.<route>``.
+    """
+
+    def __init__(self, secret: str | None, route: str | None) -> None:
+        self.route = route or None
+        self._key = (
+            hmac.new(secret.encode("utf-8"), _KEY_LABEL, hashlib.sha256).digest()
+            if secret
+            else None
+        )
+        self._token_chars = _PART_CHARS * (2 if self._key else 1)
+
+    @property
+    def signed(self) -> bool:
+        """Whether tokens carry an HMAC tag."""
+        return self._key is not None
+
+    def _tag(self, random_part: str) -> str:
+        assert self._key is not None
+        digest = hmac.new(self._key, random_part.encode("ascii"), hashlib.sha256).digest()
+        return _b64(digest[:_TAG_BYTES])
+
+    def new_token(self) -> str:
+        """A fresh token (the id without its route)."""
+        random_part = _b64(secrets.token_bytes(_RANDOM_BYTES))
+        if self._key is None:
+            return random_part
+        return random_part + self._tag(random_part)
+
+    def full_id(self, token: str) -> str:
+        """The id as the client sees it: ``token.route`` (or the bare token)."""
+        return f"{token}.{self.route}" if self.route else token
+
+    def parse(self, value: str) -> tuple[str, str | None] | None:
+        """Split a cookie value into ``(token, route)``; ``None`` if malformed or forged."""
+        token, _, route = value.partition(".")
+        if len(token) != self._token_chars or not _TOKEN_RE.fullmatch(token):
+            return None
+        if route and not _TOKEN_RE.fullmatch(route):
+            return None
+        if self._key is not None:
+            random_part, tag = token[:_PART_CHARS], token[_PART_CHARS:]
+            if not hmac.compare_digest(tag, self._tag(random_part)):
+                return None
+        return token, route or None

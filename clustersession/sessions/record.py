@@ -1,0 +1,65 @@
+"""What a node stores for one session, and what one request changed in it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """A stored session. Values are kept encoded (see :mod:`.codec`).
+
+    ``token`` is the id without its route suffix, ``route`` the ``jvm_route`` of the
+    node that serves it: the route is a hint for the load balancer, so it can change
+    (failover) while the token, the session's identity, stays. ``max_inactive_interval`` is in
+    seconds; zero or less means the session never expires (Tomcat's rule).
+    """
+
+    token: str
+    route: str | None
+    created_at: float
+    last_accessed_at: float
+    max_inactive_interval: int
+    attributes: dict[str, bytes] = field(default_factory=dict)
+
+    def is_expired(self, now: float) -> bool:
+        """Whether the session has been idle longer than its interval."""
+        interval = self.max_inactive_interval
+        return interval > 0 and now - self.last_accessed_at >= interval
+
+    @property
+    def session_id(self) -> str:
+        """The id as the client sees it: ``token.route``."""
+        return f"{self.token}.{self.route}" if self.route else self.token
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDelta:
+    """The changes one request made to one session: the unit of replication.
+
+    A request that only read an existing session yields a delta with nothing but
+    ``accessed_at``. ``created`` carries the creation time of a new session;
+    ``renamed_from`` the token it had before ``regenerate_id()``.
+    """
+
+    token: str
+    route: str | None
+    accessed_at: float
+    created_at: float | None = None
+    set: dict[str, bytes] = field(default_factory=dict)
+    removed: tuple[str, ...] = ()
+    max_inactive_interval: int | None = None
+    invalidated: bool = False
+    renamed_from: str | None = None
+
+    @property
+    def is_access_only(self) -> bool:
+        """True when the request read the session and changed nothing."""
+        return not (
+            self.created_at is not None
+            or self.set
+            or self.removed
+            or self.max_inactive_interval is not None
+            or self.invalidated
+            or self.renamed_from is not None
+        )

@@ -1,0 +1,288 @@
+"""The session one request sees: a ``dict`` that knows what the request changed."""
+
+from __future__ import annotations
+
+from _collections_abc import dict_items, dict_values
+from typing import Any
+
+from starlette.middleware.sessions import Session as StarletteSession
+
+from . import codec
+from .ids import SessionIds
+from .record import SessionDelta, SessionRecord
+
+_MISSING: Any = object()
+
+
+def _encode(key: object, value: object) -> bytes:
+    if not isinstance(key, str):
+        raise TypeError(f"session keys must be str, got {type(key).__name__} {key!r}")
+    try:
+        return codec.encode(value)
+    except TypeError as exc:
+        raise TypeError(f"session[{key!r}]: {exc}; see clustersession.sessions.codec") from exc
+
+
+class Session(StarletteSession):
+    """``request.session``: Starlette's ``Session`` stored on the server.
+
+    Besides the ``dict`` and Starlette's ``accessed``/``modified`` flags it offers
+    what Tomcat's ``HttpSession`` offers: :attr:`id`, :attr:`is_new`,
+    :attr:`created_at`, :attr:`last_accessed_at`, :attr:`max_inactive_interval`,
+    :meth:`regenerate_id` and :meth:`invalidate`.
+
+    Values must be serialisable (:mod:`clustersession.sessions.codec`); setting one
+    that is not raises ``TypeError`` at once. Values the request reads are compared,
+    encoded, with what was stored when the request ends, so in-place changes such as
+    ``session["cart"].append(item)`` are saved without reassigning the key.
+    """
+
+    def __init__(
+        self,
+        ids: SessionIds,
+        record: SessionRecord | None,
+        *,
+        default_max_inactive_interval: int,
+        now: float,
+    ) -> None:
+        self._ids = ids
+        self._now = now
+        self._read: set[str] = set()
+        self._read_all = False
+        self._maybe_removed = False
+        self._invalidated: list[SessionRecord] = []
+        self._renamed_from: str | None = None
+        self._interval_changed = False
+        if record is None:
+            super().__init__()
+            self._start_new(default_max_inactive_interval)
+        else:
+            super().__init__({k: codec.decode(v) for k, v in record.attributes.items()})
+            self._record: SessionRecord | None = record
+            self._token: str | None = record.token
+            self._route = record.route
+            # A copy: a concurrent request may commit to the record while this one runs.
+            self._stored: dict[str, bytes] = dict(record.attributes)
+            self._created_at = record.created_at
+            self._last_accessed_at = record.last_accessed_at
+            self._max_inactive_interval = record.max_inactive_interval
+
+    def _start_new(self, max_inactive_interval: int) -> None:
+        self._record = None
+        self._token = None  # drawn when first needed: most requests never need one
+        self._route = self._ids.route
+        self._stored = {}
+        self._created_at = self._now
+        self._last_accessed_at = self._now
+        self._max_inactive_interval = max_inactive_interval
+
+    # -- HttpSession-style API -------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The session id, ``token.jvm_route``, as the cookie carries it."""
+        if self._token is None:
+            self._token = self._ids.new_token()
+        return f"{self._token}.{self._route}" if self._route else self._token
+
+    @property
+    def is_new(self) -> bool:
+        """True until the client has come back with this session's cookie."""
+        return self._record is None
+
+    @property
+    def created_at(self) -> float:
+        """Creation time, seconds since the epoch."""
+        return self._created_at
+
+    @property
+    def last_accessed_at(self) -> float:
+        """Time of the previous request of this session (this one's, if new)."""
+        return self._last_accessed_at
+
+    @property
+    def max_inactive_interval(self) -> int:
+        """Seconds of inactivity after which the session expires; ``<= 0``: never."""
+        return self._max_inactive_interval
+
+    @max_inactive_interval.setter
+    def max_inactive_interval(self, seconds: int) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise TypeError(f"max_inactive_interval must be an int, got {seconds!r}")
+        self._max_inactive_interval = seconds
+        self._interval_changed = True
+        self.mark_modified()
+
+    def regenerate_id(self) -> None:
+        """Give the session a new id, keeping its data (defence against fixation).
+
+        The old id stops working when this request's changes are committed; the
+        response carries the new cookie.
+        """
+        if self._record is not None and self._renamed_from is None:
+            self._renamed_from = self._record.token
+        self._token = self._ids.new_token()
+        self.mark_modified()
+
+    def invalidate(self) -> None:
+        """Destroy the session: its data is gone and the response clears the cookie.
+
+        Writing to the session afterwards starts a new session with a new id.
+        """
+        if self._record is not None:
+            self._invalidated.append(self._record)
+        dict.clear(self)
+        self._read.clear()
+        self._read_all = False
+        self._maybe_removed = False
+        self._renamed_from = None
+        self._interval_changed = False
+        self._start_new(self._max_inactive_interval)
+        self.mark_modified()
+
+    @property
+    def was_invalidated(self) -> bool:
+        """Whether :meth:`invalidate` was called during this request."""
+        return bool(self._invalidated)
+
+    @property
+    def existed(self) -> bool:
+        """Whether the request arrived with a live session (now or before invalidation)."""
+        return self._record is not None or bool(self._invalidated)
+
+    # -- change tracking -------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        self._read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._read.add(key)
+        return super().get(key, default)
+
+    def items(self) -> dict_items[str, Any]:
+        self._read_all = True
+        return super().items()
+
+    def values(self) -> dict_values[str, Any]:
+        self._read_all = True
+        return super().values()
+
+    def copy(self) -> dict[str, Any]:
+        self._read_all = True
+        return dict(self)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        _encode(key, value)  # refuse what cannot be stored before it is stored
+        self._read.add(key)
+        super().__setitem__(key, value)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._read.add(key)
+        if key not in self:
+            _encode(key, default)
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+        self.mark_modified()
+
+    def __ior__(self, other: Any, /) -> Session:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def __delitem__(self, key: str) -> None:
+        self._maybe_removed = True
+        super().__delitem__(key)
+
+    def pop(self, key: str, *args: Any) -> Any:
+        self._maybe_removed = True
+        return super().pop(key, *args)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._maybe_removed = True
+        return super().popitem()
+
+    def clear(self) -> None:
+        self._maybe_removed = True
+        super().clear()
+
+    # -- end of request --------------------------------------------------------
+
+    def changes(self, now: float) -> list[SessionDelta]:
+        """What this request did, as deltas for the manager (possibly none).
+
+        Encodes only the values the request read or wrote, and compares them with
+        what was stored: O(touched keys), not O(session). An in-place change that
+        made a value unserialisable is logged by the caller and that key keeps its
+        stored value.
+        """
+        deltas = [
+            SessionDelta(token=r.token, route=r.route, accessed_at=now, invalidated=True)
+            for r in self._invalidated
+        ]
+        record = self._record
+        if not self:
+            if record is not None:
+                # Emptied: as with Starlette, an empty session is no session.
+                deltas.append(
+                    SessionDelta(
+                        token=record.token, route=record.route, accessed_at=now, invalidated=True
+                    )
+                )
+            return deltas
+        set_values, errors = self._changed_values()
+        removed: tuple[str, ...] = ()
+        if self._maybe_removed:
+            removed = tuple(key for key in self._stored if key not in self)
+        if self._token is None:
+            self._token = self._ids.new_token()
+        deltas.append(
+            SessionDelta(
+                token=self._token,
+                route=self._route,
+                accessed_at=now,
+                created_at=self._created_at if record is None else None,
+                set=set_values,
+                removed=removed,
+                max_inactive_interval=(
+                    self._max_inactive_interval
+                    if record is None or self._interval_changed
+                    else None
+                ),
+                renamed_from=self._renamed_from,
+            )
+        )
+        if errors:
+            raise UnserialisableChange(deltas, errors)
+        return deltas
+
+    def _changed_values(self) -> tuple[dict[str, bytes], list[str]]:
+        keys = self.keys() if self._read_all else self._read
+        changed: dict[str, bytes] = {}
+        errors: list[str] = []
+        stored = self._stored
+        for key in keys:
+            value = dict.get(self, key, _MISSING)
+            if value is _MISSING:
+                continue
+            try:
+                encoded = _encode(key, value)
+            except TypeError as exc:
+                errors.append(str(exc))
+                continue
+            if stored.get(key) != encoded:
+                changed[key] = encoded
+        return changed, errors
+
+
+class UnserialisableChange(TypeError):
+    """A value was changed in place into something that cannot be stored.
+
+    ``deltas`` holds every other change of the request, which is still committed.
+    """
+
+    def __init__(self, deltas: list[SessionDelta], errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.deltas = deltas

@@ -1,0 +1,1 @@
+"""The web floor: ASGI middleware and cookie handling."""

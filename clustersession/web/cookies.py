@@ -1,0 +1,67 @@
+"""The session cookie: reading it from a request, writing it into a response.
+
+Set-Cookie values are byte-for-byte those of Starlette's ``SessionMiddleware``
+(same attribute order and spelling), so clients and tests that inspect them see
+no difference.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+SameSite = Literal["lax", "strict", "none"]
+
+_CLEARED = "expires=Thu, 01 Jan 1970 00:00:00 GMT; "
+
+
+class SessionCookie:
+    """The cookie's name and attributes, as Starlette's middleware takes them."""
+
+    def __init__(
+        self,
+        name: str = "session",
+        *,
+        max_age: int | None = 14 * 24 * 60 * 60,
+        path: str = "/",
+        same_site: SameSite = "lax",
+        https_only: bool = False,
+        domain: str | None = None,
+        partitioned: bool = False,
+    ) -> None:
+        self.name = name
+        self.max_age = max_age
+        self.path = path
+        flags = "httponly; samesite=" + same_site
+        if https_only:  # browsers only send a Secure cookie over HTTPS
+            flags += "; secure"
+        if domain is not None:
+            flags += f"; domain={domain}"
+        if partitioned:
+            flags += "; partitioned"
+        self._flags = flags
+        self._name_bytes = name.encode("latin-1")
+
+    def read(self, headers: list[tuple[bytes, bytes]]) -> str | None:
+        """The cookie's value from the raw ASGI request headers, if sent.
+
+        A direct scan of the ``Cookie`` headers: this runs on every request, and
+        parsing every cookie into a dict costs more than finding ours.
+        """
+        name = self._name_bytes
+        for key, value in headers:
+            if key != b"cookie" or name not in value:
+                continue
+            for chunk in value.split(b";"):
+                key_part, sep, val = chunk.partition(b"=")
+                if sep and key_part.strip() == name:
+                    return val.strip().strip(b'"').decode("latin-1")
+        return None
+
+    def set_header(self, value: str) -> str:
+        """A ``Set-Cookie`` value that stores ``value``."""
+        max_age = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
+        return f"{self.name}={value}; path={self.path}; {max_age}{self._flags}"
+
+    def clear_header(self) -> str:
+        """A ``Set-Cookie`` value that deletes the cookie."""
+        return f"{self.name}=null; path={self.path}; {_CLEARED}{self._flags}"

@@ -1,0 +1,169 @@
+"""``ClusterSessionMiddleware``: Starlette's ``SessionMiddleware``, kept on the server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from starlette.datastructures import MutableHeaders, Secret
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..config import ClusterConfig
+from ..sessions.ids import SessionIds
+from ..sessions.listeners import SessionListener
+from ..sessions.manager import LocalManager
+from ..sessions.record import SessionRecord
+from ..sessions.session import Session, UnserialisableChange
+from .cookies import SameSite, SessionCookie
+
+logger = logging.getLogger("clustersession")
+
+# Tomcat's session-timeout default, used when the cookie has no Max-Age to take it from.
+_DEFAULT_IDLE_SECONDS = 1800
+
+
+class ClusterSessionMiddleware:
+    """Server-side ``request.session`` for Starlette and FastAPI apps.
+
+    A drop-in for ``starlette.middleware.sessions.SessionMiddleware``: it takes the
+    same arguments with the same defaults and sets the same cookie, but the cookie
+    carries only a session id (``token.jvm_route``, signed when ``secret_key`` is
+    set) and the data stays on the server.
+
+    Without ``config`` the middleware runs one node, and ``max_age`` is also the
+    session's idle timeout (``None``: a browser-session cookie with Tomcat's
+    30-minute idle timeout; zero or less: sessions never survive their request, as
+    Starlette's expired cookies). With ``config`` (a :class:`ClusterConfig`), the
+    idle timeout is ``config.manager.max_inactive_interval``, the route is
+    ``config.jvm_route``, and ``secret_key`` defaults to ``config.secret``.
+
+    ``listeners`` are :class:`SessionListener` instances told about session
+    lifecycle and attribute changes.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        secret_key: str | Secret | None = None,
+        session_cookie: str = "session",
+        max_age: int | None = 14 * 24 * 60 * 60,  # 14 days, in seconds
+        path: str = "/",
+        same_site: SameSite = "lax",
+        https_only: bool = False,
+        domain: str | None = None,
+        partitioned: bool = False,
+        *,
+        config: ClusterConfig | None = None,
+        listeners: Sequence[SessionListener] = (),
+    ) -> None:
+        if secret_key is None and config is None:
+            raise TypeError("ClusterSessionMiddleware needs secret_key=... or config=...")
+        self.app = app
+        self.config = config if config is not None else ClusterConfig()
+        secret = str(secret_key) if secret_key is not None else self.config.secret
+        self.cookie = SessionCookie(
+            session_cookie,
+            max_age=max_age,
+            path=path,
+            same_site=same_site,
+            https_only=https_only,
+            domain=domain,
+            partitioned=partitioned,
+        )
+        if config is not None:
+            self.max_inactive_interval = config.manager.max_inactive_interval
+        else:
+            self.max_inactive_interval = _DEFAULT_IDLE_SECONDS if max_age is None else max_age
+        # Starlette refuses a cookie older than a non-positive max_age at once.
+        self._sessions_expire_at_once = config is None and max_age is not None and max_age <= 0
+        self.ids = SessionIds(secret, self.config.jvm_route)
+        self.manager = LocalManager(
+            sweep_interval=self.config.manager.expiry_sweep_interval,
+            listeners=listeners,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if kind not in ("http", "websocket"):  # pragma: no cover - no other ASGI types
+            await self.app(scope, receive, send)
+            return
+
+        self.manager.ensure_started()
+        now = self.manager.clock()
+        session = Session(
+            self.ids,
+            self._load(scope),
+            default_max_inactive_interval=self.max_inactive_interval,
+            now=now,
+        )
+        scope["session"] = session
+        if kind == "websocket":
+            # No response headers to carry a cookie: only an existing session is saved.
+            await self.app(scope, receive, send)
+            if session.existed:
+                await self._commit(session)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self._settle_cookie(session, message)
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Before the last chunk goes out, so a client that has its response
+                # finds its writes on its next request.
+                await self._commit(session)
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+    def _load(self, scope: Scope) -> SessionRecord | None:
+        value = self.cookie.read(scope["headers"])
+        if value is None or self._sessions_expire_at_once:
+            return None
+        parsed = self.ids.parse(value)
+        if parsed is None:
+            logger.debug("refused session cookie %.60r: malformed or bad signature", value)
+            return None
+        return self.manager.lookup(parsed[0])
+
+    def _settle_cookie(self, session: Session, message: Message) -> None:
+        if not session.accessed:
+            return
+        headers = MutableHeaders(scope=message)
+        headers.add_vary_header("Cookie")
+        if not session.modified:
+            return
+        if session:
+            headers.append("Set-Cookie", self.cookie.set_header(session.id))
+        elif session.existed:
+            headers.append("Set-Cookie", self.cookie.clear_header())
+
+    async def _commit(self, session: Session) -> None:
+        if self._sessions_expire_at_once:
+            return
+        now = self.manager.clock()
+        try:
+            deltas = session.changes(now)
+        except UnserialisableChange as exc:
+            logger.error("session %s: not saved: %s", session.id, exc)
+            deltas = exc.deltas
+        if deltas:
+            await self.manager.commit(deltas)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Start the manager before the app's startup, stop it after its shutdown."""
+
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.manager.start()
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.manager.stop()
+            await send(message)
+
+        await self.app(scope, receive_wrapper, send_wrapper)

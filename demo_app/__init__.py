@@ -1,0 +1,1 @@
+"""The clustersession demo app."""

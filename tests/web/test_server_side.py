@@ -1,0 +1,337 @@
+"""What our middleware adds over Starlette's: the session lives on the server."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi import Request as FastAPIRequest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from clustersession import ClusterConfig, ClusterSessionMiddleware, Session
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def view(request: Request) -> JSONResponse:
+    return JSONResponse(request.session)
+
+
+async def update(request: Request) -> JSONResponse:
+    request.session.update(await request.json())
+    return JSONResponse(request.session)
+
+
+def add_to_cart(request: Request) -> JSONResponse:
+    request.session.setdefault("cart", [])
+    request.session["cart"].append(request.path_params["item"])
+    return JSONResponse(request.session)
+
+
+def nested_in_place(request: Request) -> JSONResponse:
+    request.session.get("profile")["visits"] += 1
+    return JSONResponse(request.session)
+
+
+def store_object(request: Request) -> PlainTextResponse:
+    try:
+        request.session["bad"] = object()
+    except TypeError as exc:
+        return PlainTextResponse(str(exc), status_code=400)
+    return PlainTextResponse("stored")
+
+
+def info(request: Request) -> JSONResponse:
+    session = request.session
+    assert isinstance(session, Session)
+    return JSONResponse(
+        {
+            "id": session.id,
+            "is_new": session.is_new,
+            "created_at": session.created_at,
+            "last_accessed_at": session.last_accessed_at,
+            "max_inactive_interval": session.max_inactive_interval,
+        }
+    )
+
+
+def regenerate(request: Request) -> JSONResponse:
+    session = request.session
+    assert isinstance(session, Session)
+    old = session.id
+    session.regenerate_id()
+    return JSONResponse({"old": old, "new": session.id})
+
+
+def invalidate(request: Request) -> PlainTextResponse:
+    session = request.session
+    assert isinstance(session, Session)
+    session.invalidate()
+    return PlainTextResponse("bye")
+
+
+def logout_then_flash(request: Request) -> PlainTextResponse:
+    session = request.session
+    assert isinstance(session, Session)
+    session.invalidate()
+    session["flash"] = "logged out"
+    return PlainTextResponse("bye")
+
+
+def set_timeout(request: Request) -> PlainTextResponse:
+    session = request.session
+    assert isinstance(session, Session)
+    session.max_inactive_interval = int(request.path_params["seconds"])
+    return PlainTextResponse("ok")
+
+
+def health(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+def read_only(request: Request) -> JSONResponse:
+    return JSONResponse({"has_user": "user" in request.session})
+
+
+ROUTES = [
+    Route("/", view),
+    Route("/update", update, methods=["POST"]),
+    Route("/cart/{item}", add_to_cart, methods=["POST"]),
+    Route("/visit", nested_in_place, methods=["POST"]),
+    Route("/bad", store_object, methods=["POST"]),
+    Route("/info", info),
+    Route("/regenerate", regenerate, methods=["POST"]),
+    Route("/invalidate", invalidate, methods=["POST"]),
+    Route("/logout-flash", logout_then_flash, methods=["POST"]),
+    Route("/timeout/{seconds}", set_timeout, methods=["POST"]),
+    Route("/health", health),
+    Route("/read-only", read_only),
+]
+
+
+def make(**options: Any) -> tuple[ClusterSessionMiddleware, ClusterSessionMiddleware]:
+    options.setdefault("secret_key", "example")
+    middleware = ClusterSessionMiddleware(Starlette(routes=ROUTES), **options)
+    return middleware, middleware
+
+
+def cookie_value(response: Any) -> str:
+    match = re.match(r"session=([^;]*);", response.headers["set-cookie"])
+    assert match is not None
+    return match[1]
+
+
+def test_cookie_carries_only_a_signed_id_with_the_route() -> None:
+    app, middleware = make(config=ClusterConfig(jvm_route="node7"), secret_key="example")
+    client = TestClient(app)
+    response = client.post("/update", json={"user": "alice", "secret": "do-not-leak"})
+    value = cookie_value(response)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{44}\.node7", value)
+    assert "alice" not in response.headers["set-cookie"]
+    assert len(middleware.manager.store) == 1
+    assert client.get("/info").json()["id"] == value
+
+
+def test_requests_that_write_nothing_create_no_session() -> None:
+    app, middleware = make()
+    client = TestClient(app)
+    for path in ["/health", "/read-only", "/", "/info"]:
+        response = client.get(path)
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers
+    assert len(middleware.manager.store) == 0
+
+
+def test_nested_mutations_are_saved_without_reassignment() -> None:
+    app, _ = make()
+    client = TestClient(app)
+    client.post("/cart/apple")
+    client.post("/cart/pear")
+    assert client.get("/").json() == {"cart": ["apple", "pear"]}
+
+    client.post("/update", json={"profile": {"visits": 0}})
+    client.post("/visit")
+    client.post("/visit")
+    assert client.get("/").json()["profile"] == {"visits": 2}
+
+
+def test_unserialisable_value_raises_at_once_naming_key_and_type() -> None:
+    app, _ = make()
+    client = TestClient(app)
+    client.post("/update", json={"keep": 1})
+    response = client.post("/bad")
+    assert response.status_code == 400
+    assert "'bad'" in response.text and "object" in response.text
+    assert client.get("/").json() == {"keep": 1}
+
+
+def test_forged_cookie_is_refused_without_a_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    app, middleware = make()
+    client = TestClient(app)
+    value = cookie_value(client.post("/update", json={"user": "alice"}))
+    token = value.partition(".")[0]
+    forged = token[:30] + ("A" if token[30] != "A" else "B") + token[31:]
+    lookups: list[str] = []
+    real_lookup = middleware.manager.lookup
+
+    def counting_lookup(token: str) -> Any:
+        lookups.append(token)
+        return real_lookup(token)
+
+    monkeypatch.setattr(middleware.manager, "lookup", counting_lookup)
+    attacker = TestClient(app, cookies={"session": forged})
+    assert attacker.get("/").json() == {}
+    assert lookups == []
+    assert TestClient(app, cookies={"session": value}).get("/").json() == {"user": "alice"}
+    assert len(lookups) == 1
+
+
+def test_session_api_fields() -> None:
+    clock = FakeClock()
+    app, middleware = make(max_age=600)
+    middleware.manager.clock = clock
+    client = TestClient(app)
+    first = client.get("/info").json()
+    assert first["is_new"] is True
+    assert first["max_inactive_interval"] == 600
+    assert first["created_at"] == clock.now
+
+    client.post("/update", json={"x": 1})
+    created = clock.now
+    clock.now += 5
+    second = client.get("/info").json()
+    assert second["is_new"] is False
+    assert second["created_at"] == created
+    assert second["last_accessed_at"] == created
+    clock.now += 5
+    assert client.get("/info").json()["last_accessed_at"] == created + 5
+
+
+def test_regenerate_id_keeps_data_and_retires_the_old_id() -> None:
+    app, middleware = make()
+    client = TestClient(app)
+    old_value = cookie_value(client.post("/update", json={"user": "alice"}))
+    response = client.post("/regenerate")
+    ids = response.json()
+    assert ids["old"] == old_value
+    assert ids["new"] != old_value
+    assert cookie_value(response) == ids["new"]
+    assert client.get("/").json() == {"user": "alice"}
+    assert TestClient(app, cookies={"session": old_value}).get("/").json() == {}
+    assert len(middleware.manager.store) == 1
+
+
+def test_invalidate_destroys_the_session_and_clears_the_cookie() -> None:
+    app, middleware = make()
+    client = TestClient(app)
+    value = cookie_value(client.post("/update", json={"user": "alice"}))
+    response = client.post("/invalidate")
+    assert response.headers["set-cookie"].startswith("session=null; path=/; expires=Thu, 01 Jan")
+    assert len(middleware.manager.store) == 0
+    assert TestClient(app, cookies={"session": value}).get("/").json() == {}
+
+
+def test_writing_after_invalidate_starts_a_new_session() -> None:
+    app, middleware = make()
+    client = TestClient(app)
+    old = cookie_value(client.post("/update", json={"user": "alice"}))
+    new = cookie_value(client.post("/logout-flash"))
+    assert new != old
+    assert client.get("/").json() == {"flash": "logged out"}
+    assert len(middleware.manager.store) == 1
+
+
+def test_idle_sessions_expire() -> None:
+    clock = FakeClock()
+    app, middleware = make(max_age=60)
+    middleware.manager.clock = clock
+    client = TestClient(app)
+    client.post("/update", json={"user": "alice"})
+    clock.now += 59
+    assert client.get("/").json() == {"user": "alice"}  # an access restarts the idle time
+    clock.now += 59
+    assert client.get("/").json() == {"user": "alice"}
+    clock.now += 60
+    assert client.get("/").json() == {}
+    assert len(middleware.manager.store) == 0
+
+
+def test_max_inactive_interval_per_session() -> None:
+    clock = FakeClock()
+    app, middleware = make(max_age=60)
+    middleware.manager.clock = clock
+    long_lived, short_lived = TestClient(app), TestClient(app)
+    long_lived.post("/update", json={"user": "a"})
+    long_lived.post("/timeout/0")  # zero: never expires
+    short_lived.post("/update", json={"user": "b"})
+    short_lived.post("/timeout/5")
+    clock.now += 6
+    assert short_lived.get("/").json() == {}
+    clock.now += 10**6
+    assert long_lived.get("/").json() == {"user": "a"}
+
+
+def test_background_sweep_removes_expired_sessions_without_a_request() -> None:
+    config = ClusterConfig(jvm_route="n1")
+    manager = replace(config.manager, max_inactive_interval=1, expiry_sweep_interval=0.05)
+    config = replace(config, manager=manager)
+    app, middleware = make(config=config)
+    with TestClient(app) as client:  # runs lifespan: the sweep starts with the app
+        client.post("/update", json={"user": "alice"})
+        assert len(middleware.manager.store) == 1
+        assert poll(lambda: len(middleware.manager.store) == 0, timeout=10)
+
+
+def poll(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+def test_fastapi_app_switches_by_changing_the_import() -> None:
+    api = FastAPI()
+    api.add_middleware(ClusterSessionMiddleware, secret_key="example")
+
+    @api.post("/login/{user}")
+    def login(user: str, request: FastAPIRequest) -> dict[str, Any]:
+        request.session["user"] = user
+        return {"ok": True}
+
+    @api.get("/me")
+    def me(request: FastAPIRequest) -> dict[str, Any]:
+        return {"user": request.session.get("user")}
+
+    client = TestClient(api)
+    assert client.get("/me").json() == {"user": None}
+    client.post("/login/alice")
+    assert client.get("/me").json() == {"user": "alice"}
+
+
+def test_config_without_secret_key_uses_the_cluster_secret() -> None:
+    app, _ = make(
+        secret_key=None, config=ClusterConfig(jvm_route="a", secret="cluster-key-0123456789")
+    )
+    value = cookie_value(TestClient(app).post("/update", json={"k": 1}))
+    assert re.fullmatch(r"[A-Za-z0-9_-]{44}\.a", value)
+
+
+def test_neither_secret_key_nor_config_is_an_error() -> None:
+    with pytest.raises(TypeError, match="secret_key"):
+        ClusterSessionMiddleware(view)  # type: ignore[arg-type]
