@@ -20,8 +20,8 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check clustersession tests bench demo_app
+	$(BIN)/ruff format --check clustersession tests bench demo_app
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict clustersession

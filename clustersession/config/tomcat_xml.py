@@ -259,12 +259,15 @@ def load_tomcat_xml(
         web = web_xml_values(web_xml)
         variable = env_name("distributable")
         if variable in env:
+            # The order for this one switch: web.xml, then the variable, then
+            # the presence of <Cluster>. The app's own descriptor is the authority.
             log.warning(
-                "%s=%s overrides <distributable/> of the web.xml (%s)",
+                "%s=%s is ignored: the web.xml decides (<distributable/> %s)",
                 variable,
                 env[variable],
                 "present" if web["distributable"].value else "absent",
             )
+            env = {key: value for key, value in env.items() if key != variable}
         values.update(web)
     inline = isinstance(server_xml, bytes) or (
         isinstance(server_xml, str) and server_xml.lstrip().startswith("<")

@@ -382,7 +382,7 @@ def test_web_xml_errors() -> None:
         )
 
 
-def test_env_distributable_overrides_web_xml_with_a_warning(
+def test_web_xml_decides_distributable_over_env_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="clustersession.config"):
@@ -391,8 +391,8 @@ def test_env_distributable_overrides_web_xml_with_a_warning(
             WEB_XML_JAKARTA,
             environ={"CLUSTERSESSION_DISTRIBUTABLE": "false"},
         )
-    assert config.distributable is False
-    assert "CLUSTERSESSION_DISTRIBUTABLE=false overrides <distributable/>" in caplog.text
+    assert config.distributable is True
+    assert "CLUSTERSESSION_DISTRIBUTABLE=false is ignored: the web.xml decides" in caplog.text
 
 
 # -- safety and errors ------------------------------------------------------------
