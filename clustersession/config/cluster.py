@@ -63,6 +63,8 @@ class ClusterConfig:
       short host name.
     * ``secret`` - the cluster's shared key (at least 16 characters), used to
       authenticate channel traffic; hidden from ``repr``.
+    * ``allow_insecure`` - let a distributable node run its channel without a
+      secret (unauthenticated traffic; only on a network you trust).
     * ``channel_send_options`` - Tomcat's ``channelSendOptions`` bits:
       8 async (default), 2 ack, 6 ack+sync, 10, 14; see :mod:`.send_options`.
 
@@ -74,6 +76,7 @@ class ClusterConfig:
     distributable: bool = False
     jvm_route: str = field(default_factory=default_jvm_route)
     secret: str | None = field(default=None, repr=False)
+    allow_insecure: bool = False
     channel_send_options: int = 8
     membership: MembershipConfig = field(default_factory=MembershipConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
@@ -84,6 +87,7 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         check_bool("distributable", self.distributable)
+        check_bool("allow_insecure", self.allow_insecure)
         route = check_str("jvm_route", self.jvm_route, allowed="[A-Za-z0-9_-]{1,64}")
         if not JVM_ROUTE_PATTERN.match(route):
             raise ConfigError(

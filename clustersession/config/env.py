@@ -93,8 +93,9 @@ def build_with_env(
     config = build({**values, **env})
     if config.distributable and config.secret is None:
         log.warning(
-            "distributable without a secret: cluster traffic is not authenticated; "
-            "set %sSECRET (only run like this on a trusted network)",
+            "distributable without a secret: the channel will refuse to start; set %sSECRET "
+            "(or %sALLOW_INSECURE=true, only on a network you trust)",
+            ENV_PREFIX,
             ENV_PREFIX,
         )
     return config

@@ -47,7 +47,8 @@ class Session(StarletteSession):
     ) -> None:
         self._ids = ids
         self._now = now
-        self._read: set[str] = set()
+        # A dict, not a set: changes are replayed (and listeners called) in access order.
+        self._read: dict[str, None] = {}
         self._read_all = False
         self._maybe_removed = False
         self._invalidated: list[SessionRecord] = []
@@ -153,11 +154,11 @@ class Session(StarletteSession):
     # -- change tracking -------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        self._read.add(key)
+        self._read[key] = None
         return super().__getitem__(key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        self._read.add(key)
+        self._read[key] = None
         return super().get(key, default)
 
     def items(self) -> dict_items[str, Any]:
@@ -174,11 +175,11 @@ class Session(StarletteSession):
 
     def __setitem__(self, key: str, value: Any) -> None:
         _encode(key, value)  # refuse what cannot be stored before it is stored
-        self._read.add(key)
+        self._read[key] = None
         super().__setitem__(key, value)
 
     def setdefault(self, key: str, default: Any = None) -> Any:
-        self._read.add(key)
+        self._read[key] = None
         if key not in self:
             _encode(key, default)
         return super().setdefault(key, default)

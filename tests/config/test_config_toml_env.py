@@ -243,7 +243,7 @@ def test_secret_file(tmp_path: Path) -> None:
 def test_distributable_without_secret_is_warned(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="clustersession.config"):
         ClusterConfig.from_env({"CLUSTERSESSION_DISTRIBUTABLE": "1"})
-    assert "not authenticated" in caplog.text
+    assert "refuse to start" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="clustersession.config"):
         ClusterConfig.from_env(

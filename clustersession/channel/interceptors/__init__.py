@@ -1,0 +1,1 @@
+"""The interceptor stack between the channel and its transport."""

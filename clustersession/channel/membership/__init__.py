@@ -1,0 +1,1 @@
+"""Membership: who is in the group (multicast heartbeats, static lists, DNS)."""

@@ -1,0 +1,1 @@
+"""TCP transport: frames, authenticated connections, the receiver and the sender."""

@@ -1,0 +1,121 @@
+"""The TCP listener peers send to (Tomcat's NioReceiver), on asyncio.
+
+One task per incoming connection reads frames in order and hands each to the
+channel; a frame handler's awaiting (SYNC_ACK) therefore holds back later frames
+of the same connection, which keeps per-sender order. A bad frame closes only
+its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+from collections.abc import Awaitable, Callable
+
+from ...config.sections import ReceiverConfig
+from ..errors import FrameError
+from ..member import Member
+from ..security import Keys
+from .connection import Connection
+from .frames import Envelope
+
+logger = logging.getLogger("clustersession.channel")
+
+FrameHandler = Callable[[Connection, Envelope], Awaitable[None]]
+HANDSHAKE_TIMEOUT = 5.0
+
+
+class Receiver:
+    """Listens on ``address:port``, trying up to ``auto_bind`` ports from ``port``."""
+
+    def __init__(
+        self,
+        config: ReceiverConfig,
+        keys: Keys,
+        *,
+        local: Callable[[], Member],
+        handler: FrameHandler,
+        on_accepted: Callable[[Connection], None],
+        on_refused: Callable[[str, str], None],
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.local = local
+        self.handler = handler
+        self.on_accepted = on_accepted
+        self.on_refused = on_refused
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def bind_host(self) -> str:
+        """The address to listen on: the wildcard for ``auto``."""
+        return "0.0.0.0" if self.config.address == "auto" else self.config.address
+
+    async def start(self) -> int:
+        """Bind the first free port of the range and return it."""
+        first, count = self.config.port, self.config.auto_bind
+        last_error: OSError | None = None
+        for port in range(first, first + count):
+            try:
+                self._server = await asyncio.start_server(
+                    self._serve, self.bind_host, port, reuse_address=True
+                )
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                last_error = exc
+                continue
+            self.port = port
+            return port
+        raise OSError(
+            errno.EADDRINUSE,
+            f"no free receiver port in {first}..{first + count - 1} on {self.bind_host}",
+        ) from last_error
+
+    async def stop(self) -> None:
+        """Stop listening and close every incoming connection."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        peername = writer.get_extra_info("peername")
+        source = f"{peername[0]}:{peername[1]}" if peername else "?"
+        try:
+            conn = await Connection.accept(
+                reader,
+                writer,
+                keys=self.keys,
+                local=self.local(),
+                max_message_size=self.config.max_message_size,
+                timeout=HANDSHAKE_TIMEOUT,
+            )
+            self.on_accepted(conn)
+            while True:
+                envelope = await conn.read()
+                await self.handler(conn, envelope)
+        except FrameError as exc:
+            self.on_refused(source, str(exc))
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            pass  # the peer went away: its sender reconnects if it needs to
+        except asyncio.CancelledError:
+            # stop() cancels us; asyncio's server callback must see a finished task.
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
