@@ -117,6 +117,7 @@ class GroupChannel:
         self.incarnation = 0
         self._heartbeat_counter = 0
         self._senders: dict[bytes, PeerSender] = {}
+        self._received: dict[bytes, dict[str, int]] = {}
         self._listeners: list[MessageListener] = []
         self._membership_listeners: list[MembershipListener] = []
         self._log = _RateLimitedLog()
@@ -471,6 +472,9 @@ class GroupChannel:
             return
         self.counters["messages_received"] += 1
         self.counters["bytes_received"] += len(envelope.payload)
+        received = self._received.setdefault(peer.id, {"messages_received": 0, "bytes_received": 0})
+        received["messages_received"] += 1
+        received["bytes_received"] += len(envelope.payload)
         opts = envelope.options
         message = ChannelMessage(peer, envelope.payload, opts)
         ack = bool(opts & send_options.USE_ACK)
