@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import threading
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -91,12 +93,56 @@ def _unpackb(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, ext_hook=_ext_hook, strict_map_key=False)
 
 
+# One Packer per thread: building a Packer per call costs more than packing a small
+# value. Not shared across threads (WSGI workers), and not reentrant, which is why
+# _default() packs extension payloads with _packb() instead.
+_local = threading.local()
+
+
+def _packer() -> Any:
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=False)
+    return packer
+
+
 def encode(value: object) -> bytes:
     """Encode one session value; raise ``TypeError`` naming the offending type."""
     try:
-        return _packb(value)
+        packed: bytes = _packer().pack(value)
+        return packed
     except OverflowError as exc:  # an int beyond msgpack's 64 bits
+        _local.packer = None  # a failed pack may leave bytes in its buffer
         raise TypeError(f"value out of range: {exc}") from exc
+    except BaseException:
+        _local.packer = None
+        raise
+
+
+def _map_header(size: int) -> bytes:
+    if size < 16:
+        return bytes([0x80 | size])
+    if size < 1 << 16:
+        return b"\xde" + size.to_bytes(2, "big")
+    return b"\xdf" + size.to_bytes(4, "big")
+
+
+def join_map(values: Mapping[str, bytes]) -> bytes:
+    """One msgpack map of already encoded values: decoded by one call, not one per key."""
+    parts = [_map_header(len(values))]
+    cache = _KEY_BYTES
+    for key, value in values.items():
+        packed_key = cache.get(key)
+        if packed_key is None:
+            if len(cache) >= 4096:  # keys repeat across sessions; bound the odd ones
+                cache.clear()
+            packed_key = cache[key] = _packb(key)
+        parts.append(packed_key)
+        parts.append(value)
+    return b"".join(parts)
+
+
+_KEY_BYTES: dict[str, bytes] = {}
 
 
 def decode(data: bytes) -> Any:

@@ -22,6 +22,7 @@ _PART_CHARS = 22  # len(base64url(16 bytes)) without padding
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
 # A key of its own, so the cookie tag cannot be confused with other uses of the secret.
 _KEY_LABEL = b"clustersession/v1/session-id"
+_VERIFIED_CACHE = 65536
 
 
 def _b64(data: bytes) -> str:
@@ -43,6 +44,9 @@ class SessionIds:
             else None
         )
         self._token_chars = _PART_CHARS * (2 if self._key else 1)
+        # Tokens whose tag verified: a returning client skips the HMAC. Only
+        # verified tokens enter, so a hit is as good as a check.
+        self._verified: dict[str, None] = {}
 
     @property
     def signed(self) -> bool:
@@ -51,7 +55,7 @@ class SessionIds:
 
     def _tag(self, random_part: str) -> str:
         assert self._key is not None
-        digest = hmac.new(self._key, random_part.encode("ascii"), hashlib.sha256).digest()
+        digest = hmac.digest(self._key, random_part.encode("ascii"), "sha256")
         return _b64(digest[:_TAG_BYTES])
 
     def new_token(self) -> str:
@@ -72,8 +76,11 @@ class SessionIds:
             return None
         if route and not _TOKEN_RE.fullmatch(route):
             return None
-        if self._key is not None:
+        if self._key is not None and token not in self._verified:
             random_part, tag = token[:_PART_CHARS], token[_PART_CHARS:]
             if not hmac.compare_digest(tag, self._tag(random_part)):
                 return None
+            if len(self._verified) >= _VERIFIED_CACHE:
+                self._verified.clear()
+            self._verified[token] = None
         return token, route or None

@@ -146,6 +146,8 @@ class LocalManager:
 
     def _apply_attributes(self, record: SessionRecord, delta: SessionDelta, remote: bool) -> None:
         attributes = record.attributes
+        if delta.set or delta.removed:
+            record.packed = None
         notify = bool(self.listeners)
         for name, value in delta.set.items():
             old = attributes.get(name)

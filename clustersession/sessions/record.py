@@ -21,6 +21,9 @@ class SessionRecord:
     last_accessed_at: float
     max_inactive_interval: int
     attributes: dict[str, bytes] = field(default_factory=dict)
+    # All attributes as one msgpack map, so a request decodes its session in one
+    # call; rebuilt lazily after a change (whoever changes attributes resets it).
+    packed: bytes | None = field(default=None, repr=False, compare=False)
 
     def is_expired(self, now: float) -> bool:
         """Whether the session has been idle longer than its interval."""

@@ -12,6 +12,12 @@ from .ids import SessionIds
 from .record import SessionDelta, SessionRecord
 
 _MISSING: Any = object()
+# Values of these types cannot change in place: if the request still holds the very
+# object it loaded (or set), it need not be encoded again to know it is unchanged.
+# Access times are kept to this many seconds: a request that does not read the
+# session within that long of the last access commits nothing at all.
+ACCESS_RESOLUTION = 1.0
+_IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def _encode(key: object, value: object) -> bytes:
@@ -54,11 +60,16 @@ class Session(StarletteSession):
         self._invalidated: list[SessionRecord] = []
         self._renamed_from: str | None = None
         self._interval_changed = False
+        self._written: dict[str, tuple[Any, bytes]] = {}
         if record is None:
             super().__init__()
+            self._loaded: dict[str, Any] = {}
             self._start_new(default_max_inactive_interval)
         else:
-            super().__init__({k: codec.decode(v) for k, v in record.attributes.items()})
+            if record.packed is None:
+                record.packed = codec.join_map(record.attributes)
+            self._loaded = codec.decode(record.packed)
+            super().__init__(self._loaded)
             self._record: SessionRecord | None = record
             self._token: str | None = record.token
             self._route = record.route
@@ -138,6 +149,7 @@ class Session(StarletteSession):
         self._maybe_removed = False
         self._renamed_from = None
         self._interval_changed = False
+        self._loaded, self._written = {}, {}
         self._start_new(self._max_inactive_interval)
         self.mark_modified()
 
@@ -174,7 +186,8 @@ class Session(StarletteSession):
         return dict(self)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        _encode(key, value)  # refuse what cannot be stored before it is stored
+        # Refuse what cannot be stored before it is stored; keep the bytes for commit.
+        self._written[key] = (value, _encode(key, value))
         self._read[key] = None
         super().__setitem__(key, value)
 
@@ -237,6 +250,14 @@ class Session(StarletteSession):
         removed: tuple[str, ...] = ()
         if self._maybe_removed:
             removed = tuple(key for key in self._stored if key not in self)
+        if (
+            record is not None
+            and not set_values
+            and not removed
+            and not self.modified
+            and now - record.last_accessed_at < ACCESS_RESOLUTION
+        ):
+            return deltas  # nothing changed, and its access time is fresh enough
         if self._token is None:
             self._token = self._ids.new_token()
         deltas.append(
@@ -263,16 +284,23 @@ class Session(StarletteSession):
         keys = self.keys() if self._read_all else self._read
         changed: dict[str, bytes] = {}
         errors: list[str] = []
-        stored = self._stored
+        stored, loaded, written = self._stored, self._loaded, self._written
         for key in keys:
             value = dict.get(self, key, _MISSING)
             if value is _MISSING:
                 continue
-            try:
-                encoded = _encode(key, value)
-            except TypeError as exc:
-                errors.append(str(exc))
+            immutable = type(value) in _IMMUTABLE
+            if immutable and value is loaded.get(key, _MISSING) and key not in written:
                 continue
+            known = written.get(key)
+            if immutable and known is not None and known[0] is value:
+                encoded = known[1]
+            else:
+                try:
+                    encoded = _encode(key, value)
+                except TypeError as exc:
+                    errors.append(str(exc))
+                    continue
             if stored.get(key) != encoded:
                 changed[key] = encoded
         return changed, errors

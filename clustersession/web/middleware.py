@@ -131,14 +131,22 @@ class ClusterSessionMiddleware:
     def _settle_cookie(self, session: Session, message: Message) -> None:
         if not session.accessed:
             return
-        headers = MutableHeaders(scope=message)
-        headers.add_vary_header("Cookie")
+        headers = message.setdefault("headers", [])
+        if not isinstance(headers, list):
+            headers = message["headers"] = list(headers)
+        if any(name.lower() == b"vary" for name, _ in headers):
+            MutableHeaders(raw=headers).add_vary_header("Cookie")
+        else:  # the common case, without building a MutableHeaders
+            headers.append((b"vary", b"Cookie"))
         if not session.modified:
             return
         if session:
-            headers.append("Set-Cookie", self.cookie.set_header(session.id))
+            value = self.cookie.set_header(session.id)
         elif session.existed:
-            headers.append("Set-Cookie", self.cookie.clear_header())
+            value = self.cookie.clear_header()
+        else:
+            return
+        headers.append((b"set-cookie", value.encode("latin-1")))
 
     async def _commit(self, session: Session) -> None:
         if self._sessions_expire_at_once:
