@@ -118,6 +118,8 @@ class GroupChannel:
         self._heartbeat_counter = 0
         self._senders: dict[bytes, PeerSender] = {}
         self._received: dict[bytes, dict[str, int]] = {}
+        self._probing: set[tuple[str, int]] = set()
+        self._self_addresses: set[tuple[str, int]] = set()
         self._listeners: list[MessageListener] = []
         self._membership_listeners: list[MembershipListener] = []
         self._log = _RateLimitedLog()
@@ -194,6 +196,8 @@ class GroupChannel:
         )
         for layer in reversed(self._stack):
             await layer.start()
+        if self.detector not in self._stack:
+            await self.detector.start()  # its silence watcher runs in every configuration
         membership = self.config.membership
         if membership.kind == "multicast":
             self.multicast = MulticastMembership(
@@ -234,6 +238,8 @@ class GroupChannel:
         for layer in self._stack:
             if layer is not self.dispatch:
                 await layer.stop()
+        if self.detector not in self._stack:
+            await self.detector.stop()
         await asyncio.gather(*(s.close() for s in self._senders.values()), return_exceptions=True)
         self._senders.clear()
         await self.receiver.stop()
@@ -299,6 +305,14 @@ class GroupChannel:
                 listener.member_added(member)
             except Exception:
                 logger.exception("membership listener failed")
+
+    def forget_sender(self, member: Member) -> None:
+        """Close and drop the sender to ``member`` unless it is a member."""
+        if member.id in self.table:
+            return
+        sender = self._senders.pop(member.id, None)
+        if sender is not None:
+            self._background_task(sender.close())
 
     def remove_member(self, member: Member, reason: str) -> None:
         """Drop ``member`` and tell the listeners."""
@@ -368,11 +382,12 @@ class GroupChannel:
         else:
             discovery = DnsDiscovery(self.config.membership, self.config.receiver.port)
         period = self.config.membership.frequency / 1000
-        timeout = self.detector.timeout
         while True:
+            timeout = self.detector.timeout  # stretched while this node is unhealthy
             known = {(m.host, m.port) for m in self.table.members()}
             for host, port in await discovery.addresses():
-                if (host, port) in known or self._is_self(host, port):
+                address = (host, port)
+                if address in known or address in self._probing or self._is_self(host, port):
                     continue
                 self._spawn_probe(host, port, timeout)
             for member in self.table.members():
@@ -380,6 +395,8 @@ class GroupChannel:
             await asyncio.sleep(period)
 
     def _is_self(self, host: str, port: int) -> bool:
+        if (host, port) in self._self_addresses:
+            return True
         return port == self.local.port and host in (
             self.local.host,
             self.config.receiver.address,
@@ -389,6 +406,7 @@ class GroupChannel:
 
     def _spawn_probe(self, host: str, port: int, timeout: float) -> None:
         async def probe() -> None:
+            self._probing.add((host, port))
             placeholder = Member(bytes(16), host, port)
             sender = PeerSender(
                 placeholder,
@@ -399,11 +417,14 @@ class GroupChannel:
             )
             try:
                 found = await sender.ping(timeout)
-            except (OSError, asyncio.IncompleteReadError, ConnectionError):
+            except (OSError, asyncio.IncompleteReadError, ValueError):
                 return
             finally:
                 await sender.close()
-            if found.id != self.local.id and found.domain == self.local.domain:
+                self._probing.discard((host, port))
+            if found.id == self.local.id:
+                self._self_addresses.add((host, port))  # e.g. our own DNS record
+            elif found.domain == self.local.domain:
                 self.detector.admit(
                     Member(found.id, host, port, found.route, found.domain, found.started_at)
                 )
@@ -412,7 +433,7 @@ class GroupChannel:
 
     def _spawn_ping(self, member: Member, timeout: float) -> None:
         async def ping() -> None:
-            with contextlib.suppress(OSError, asyncio.IncompleteReadError, ConnectionError):
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
                 await self.sender_for(member).ping(timeout)
                 self.table.heard(member.id)
 
@@ -440,11 +461,16 @@ class GroupChannel:
                 failed[member] = result
         if failed:
             self.counters["send_failures"] += len(failed)
+            # Here, below the dispatch queue, so failed async sends are verified too.
+            for member, error in failed.items():
+                self.detector.send_failed(member, error)
             raise ChannelError(failed)
 
     async def _handle_frame(self, conn: Connection, envelope: Envelope) -> None:
         peer = conn.peer
         assert peer is not None
+        if envelope.sender != peer.id:
+            raise FrameError("envelope sender differs from the connection's peer")
         self.table.heard(peer.id)
         kind = envelope.type
         if kind is MessageType.DATA:
@@ -468,8 +494,7 @@ class GroupChannel:
 
     async def _handle_data(self, conn: Connection, peer: Member, envelope: Envelope) -> None:
         if not isinstance(envelope.payload, bytes):
-            self._frame_refused(str(peer), "DATA payload is not bytes")
-            return
+            raise FrameError("DATA payload is not bytes")
         self.counters["messages_received"] += 1
         self.counters["bytes_received"] += len(envelope.payload)
         received = self._received.setdefault(peer.id, {"messages_received": 0, "bytes_received": 0})

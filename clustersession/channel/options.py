@@ -22,4 +22,6 @@ def check(options: int) -> int:
     """``options`` if every bit is one of ours, else ``ValueError``."""
     if options & ~_KNOWN or options < 0:
         raise ValueError(f"send options {options}: only bits 2, 4 and 8 are supported")
+    if options & SYNC_ACK and not options & USE_ACK:
+        raise ValueError(f"send options {options}: SYNC_ACK (4) needs USE_ACK (2)")
     return options

@@ -175,6 +175,6 @@ async def test_a_replayed_frame_is_refused() -> None:
 
 def test_options_check() -> None:
     assert options.check(14) == 14
-    for bad in (1, 16, 32, -1):
+    for bad in (1, 4, 12, 16, 32, -1):
         with pytest.raises(ValueError):
             options.check(bad)

@@ -27,11 +27,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from ...config.sections import FailureDetectorConfig, MembershipConfig
-from ..errors import ChannelError, RemoteProcessError
+from ..errors import RemoteProcessError
 from ..member import Member
 from ..membership.table import MemberTable
 from ..transport.sender import PeerSender
@@ -53,6 +53,10 @@ class MembershipControl(Protocol):
 
     def add_member(self, member: Member) -> None:
         """Make ``member`` a member and tell the listeners."""
+        ...
+
+    def forget_sender(self, member: Member) -> None:
+        """Close and drop the sender to a member that was not admitted."""
         ...
 
     def remove_member(self, member: Member, reason: str) -> None:
@@ -113,16 +117,12 @@ class FailureDetector(Interceptor):
         self._watcher = None
         self._tasks.clear()
 
-    # -- interceptor -----------------------------------------------------------
+    # -- send failures ---------------------------------------------------------
 
-    async def send(self, members: Sequence[Member], payload: bytes, options: int) -> None:
-        try:
-            await super().send(members, payload, options)
-        except ChannelError as exc:
-            for member, error in exc.failed.items():
-                if not isinstance(error, RemoteProcessError):  # it answered: it is alive
-                    self.suspect(member, f"send failed: {type(error).__name__}: {error}")
-            raise
+    def send_failed(self, member: Member, error: BaseException) -> None:
+        """A send to ``member`` failed (synchronous or queued): verify it."""
+        if not isinstance(error, RemoteProcessError):  # it answered: it is alive
+            self.suspect(member, f"send failed: {type(error).__name__}: {error}")
 
     # -- membership decisions --------------------------------------------------
 
@@ -160,8 +160,10 @@ class FailureDetector(Interceptor):
         sender = self.channel.sender_for(member)
         try:
             verified = await sender.ping(self.timeout)
-        except (OSError, asyncio.IncompleteReadError, ConnectionError) as exc:
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            # ValueError covers FrameError/AuthError: a peer that fails the handshake.
             logger.debug("not admitting %s yet: %s", member, exc)
+            self.channel.forget_sender(member)
             return
         if verified.id != member.id:
             logger.warning("%s answered as %s: not admitted", member, verified)
@@ -174,12 +176,12 @@ class FailureDetector(Interceptor):
         started = time.monotonic()
         try:
             await sender.ping(self.timeout, suspect=reason.startswith("silent"))
-        except (OSError, asyncio.IncompleteReadError, ConnectionError) as exc:
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             if member.id in self.channel.table:
                 elapsed = time.monotonic() - started
+                why = str(exc) or type(exc).__name__
                 self.channel.remove_member(
-                    member,
-                    f"{reason}; verification failed after {elapsed:.3f} s: {exc or 'timeout'}",
+                    member, f"{reason}; verification failed after {elapsed:.3f} s: {why}"
                 )
             return
         self.false_suspicions += 1
@@ -213,7 +215,7 @@ class FailureDetector(Interceptor):
             )
         elif self.awareness:
             self._healthy_ticks += 1
-            if self._healthy_ticks >= 10:  # about 5 s of healthy ticks per step down
+            if self._healthy_ticks >= 10:  # ten healthy periods per step down
                 self.awareness -= 1
                 self._healthy_ticks = 0
 

@@ -19,12 +19,13 @@ from ..errors import FrameError
 from ..member import Member
 from ..security import Keys
 from .connection import Connection
-from .frames import Envelope
+from .frames import Envelope, MessageType
 
 logger = logging.getLogger("clustersession.channel")
 
 FrameHandler = Callable[[Connection, Envelope], Awaitable[None]]
 HANDSHAKE_TIMEOUT = 5.0
+DATA_BACKLOG = 1024  # DATA frames read but not yet handled, per connection
 
 
 class Receiver:
@@ -90,6 +91,18 @@ class Receiver:
                 await self._server.wait_closed()
             self._server = None
 
+    async def _work(self, conn: Connection, data: asyncio.Queue[Envelope]) -> None:
+        try:
+            while True:
+                envelope = await data.get()
+                await self.handler(conn, envelope)
+        except FrameError as exc:
+            peer = conn.peer
+            self.on_refused(str(peer) if peer else "?", str(exc))
+            conn.close()
+        except (ConnectionError, OSError):
+            conn.close()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -106,9 +119,19 @@ class Receiver:
                 timeout=HANDSHAKE_TIMEOUT,
             )
             self.on_accepted(conn)
-            while True:
-                envelope = await conn.read()
-                await self.handler(conn, envelope)
+            # DATA is handled in order by a worker of its own, so that this loop goes
+            # on reading and a PING is answered at once even while a listener works.
+            data: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=DATA_BACKLOG)
+            worker = asyncio.get_running_loop().create_task(self._work(conn, data))
+            try:
+                while True:
+                    envelope = await conn.read()
+                    if envelope.type is MessageType.DATA:
+                        await data.put(envelope)
+                    else:
+                        await self.handler(conn, envelope)
+            finally:
+                worker.cancel()
         except FrameError as exc:
             self.on_refused(source, str(exc))
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):

@@ -22,10 +22,12 @@ from ..errors import FrameError, RemoteProcessError
 from ..member import Member
 from ..options import SYNC_ACK, USE_ACK
 from ..security import Keys
-from .connection import Connection
+from .connection import Connection, parse_member_record
 from .frames import Envelope, MessageType
 
 logger = logging.getLogger("clustersession.channel")
+
+_ACK_REPLIES = (MessageType.ACK, MessageType.FAIL_ACK)
 
 
 class PeerStats:
@@ -80,8 +82,10 @@ class PeerSender:
         self._reader: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        # message id -> (reply types that may answer it, the future to complete)
+        self._pending: dict[int, tuple[tuple[MessageType, ...], asyncio.Future[Any]]] = {}
         self._closed = False
+        self._ever_connected = False
 
     @property
     def connected(self) -> bool:
@@ -105,8 +109,9 @@ class PeerSender:
                     max_message_size=self.max_message_size,
                     timeout=timeout,
                 )
-                if self._conn is not None:
+                if self._ever_connected:
                     self.stats.reconnects += 1
+                self._ever_connected = True
                 self._conn = conn
                 self._reader = asyncio.get_running_loop().create_task(
                     self._read_replies(conn), name=f"clustersession-replies-{self.member.short_id}"
@@ -147,7 +152,7 @@ class PeerSender:
         future: asyncio.Future[Any] | None = None
         if want_ack:
             future = asyncio.get_running_loop().create_future()
-            self._pending[message_id] = future
+            self._pending[message_id] = (_ACK_REPLIES, future)
         started = time.monotonic()
         before = conn.bytes_sent
         try:
@@ -175,14 +180,17 @@ class PeerSender:
         assert conn is not None
         message_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[message_id] = future
+        self._pending[message_id] = ((MessageType.PONG,), future)
         kind = MessageType.SUSPECT if suspect else MessageType.PING
         try:
             conn.write(Envelope(kind, self.local.id, message_id, 0, None))
-            await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.001))
+            record = await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.001))
         finally:
             self._pending.pop(message_id, None)
-        return peer
+        answered = parse_member_record(record, host=self.member.host)
+        if answered.id != peer.id:
+            raise FrameError("PONG names another member than the handshake")
+        return answered
 
     def send_leave(self) -> None:
         """Tell the peer we are stopping (best effort, no reply)."""
@@ -209,7 +217,7 @@ class PeerSender:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-        for future in self._pending.values():
+        for _, future in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError(f"connection to {self.member} lost: {reason}"))
         self._pending.clear()
@@ -221,9 +229,12 @@ class PeerSender:
         try:
             while True:
                 envelope = await conn.read()
-                future = self._pending.get(envelope.message_id)
-                if future is None or future.done():
+                waiting = self._pending.get(envelope.message_id)
+                if waiting is None or waiting[1].done():
                     continue
+                expected, future = waiting
+                if envelope.type not in expected:
+                    raise FrameError(f"{envelope.type.name} does not answer this request")
                 if envelope.type is MessageType.FAIL_ACK:
                     future.set_exception(RemoteProcessError(f"{self.member}: {envelope.payload}"))
                 else:
