@@ -1,9 +1,10 @@
 """Session managers: where a node's sessions live and how changes are applied.
 
 :class:`LocalManager` is the one-node manager (Tomcat's StandardManager without
-persistence). The replicating manager of a distributable app builds on it: a
-request's :class:`~.record.SessionDelta` goes through :meth:`LocalManager.commit`,
-and changes from peers through :meth:`LocalManager.apply`.
+persistence). Every write goes the way a replicated one does: a request's
+:class:`~.record.SessionDelta` is stamped into a :class:`~.change.Change` and
+merged into the store, so the replicating manager
+(:class:`~.delta_manager.DeltaManager`) only adds sending and receiving.
 """
 
 from __future__ import annotations
@@ -11,22 +12,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 
 from . import codec
+from .change import Change, merge, new_record, snapshot
+from .clock import HybridClock
 from .listeners import AttributeEvent, DestroyReason, SessionEvent, SessionListener
 from .record import SessionDelta, SessionRecord
 from .store import SessionStore
 
 logger = logging.getLogger("clustersession")
 
+# An invalidated session's id stays dead this long (bounded by a day), so that
+# no late or replayed change brings it back.
+MIN_TOMBSTONE_SECONDS = 3600
+MAX_TOMBSTONE_SECONDS = 86400
+
 
 class LocalManager:
     """Holds one node's sessions: lookup, commit of request changes, expiry sweep.
 
-    ``sweep_interval`` is the period, in seconds, of the background task that removes
-    expired sessions; it runs between :meth:`start` and :meth:`stop`.
+    ``sweep_interval`` is the period, in seconds, of the background task that
+    removes expired sessions; it runs between :meth:`start` and :meth:`stop`.
+    ``default_interval`` is the idle timeout of sessions created by a change
+    that does not name one.
     """
 
     def __init__(
@@ -35,11 +46,17 @@ class LocalManager:
         sweep_interval: float = 60.0,
         listeners: Sequence[SessionListener] = (),
         clock: Callable[[], float] = time.time,
+        default_interval: int = 1800,
+        node: int | None = None,
     ) -> None:
         self.store = SessionStore()
         self.sweep_interval = sweep_interval
         self.listeners = tuple(listeners)
         self.clock = clock
+        self.default_interval = default_interval
+        self.hlc = HybridClock(secrets.randbits(32) if node is None else node, lambda: self.clock())
+        # token -> (stamp of the invalidation, wall time after which it is forgotten)
+        self.tombstones: dict[str, tuple[int, float]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -82,84 +99,116 @@ class LocalManager:
         record = self.store.get(token)
         if record is None:
             return None
-        if record.is_expired(self.clock()):
-            self._destroy(record, "expired", remote=False)
+        if self.is_expired(record, self.clock()):
+            self.expire(record)
             return None
         return record
 
+    def is_expired(self, record: SessionRecord, now: float) -> bool:
+        """Whether this node considers ``record`` expired at ``now``."""
+        return record.is_expired(now)
+
     def sweep(self) -> int:
-        """Destroy every expired session now; return how many."""
-        expired = self.store.expired(self.clock())
+        """Destroy every expired session now, forget old tombstones; return how many expired."""
+        now = self.clock()
+        expired = [r for r in self.store if self.is_expired(r, now)]
         for record in expired:
-            self._destroy(record, "expired", remote=False)
+            self.expire(record)
         if expired:
             logger.debug("expired %d sessions", len(expired))
+        stale = [t for t, (_, until) in self.tombstones.items() if until <= now]
+        for token in stale:
+            del self.tombstones[token]
         return len(expired)
+
+    def expire(self, record: SessionRecord) -> None:
+        """Remove an expired session here (every node decides this for itself)."""
+        self.store.pop(record.token)
+        self._notify("session_destroyed", SessionEvent(record.session_id, False, "expired"))
 
     # -- writing ---------------------------------------------------------------
 
-    async def commit(self, deltas: Sequence[SessionDelta]) -> None:
-        """Apply the changes of one local request."""
+    async def commit(self, deltas: Sequence[SessionDelta]) -> list[Change]:
+        """Apply the changes of one local request; return them as stamped changes."""
+        changes: list[Change] = []
         for delta in deltas:
-            self.apply(delta, remote=False)
+            change = self.stamp(delta)
+            self.apply(change, remote=False)
+            if change.renamed_from is not None:
+                # Peers get the whole session under its new id: self-contained, so a
+                # rename can never meet a peer that lacks the old session's history.
+                record = self.store.get(change.token)
+                if record is not None:
+                    full = snapshot(record)
+                    full.renamed_from = change.renamed_from
+                    change = full
+            changes.append(change)
+        return changes
 
-    def apply(self, delta: SessionDelta, *, remote: bool) -> None:
-        """Apply one delta to the store and tell the listeners."""
+    def stamp(self, delta: SessionDelta) -> Change:
+        """Turn a request's delta into a stamped change."""
         if delta.invalidated:
-            record = self.store.get(delta.token)
+            return Change(delta.token, delta.accessed_at, invalidated=self.hlc.stamp())
+        change = Change(
+            delta.token,
+            delta.accessed_at,
+            created_at=delta.created_at,
+            renamed_from=delta.renamed_from,
+        )
+        if delta.is_access_only:
+            return change
+        if delta.created_at is not None:
+            change.route, change.route_stamp = delta.route, self.hlc.stamp()
+        if delta.max_inactive_interval is not None:
+            change.interval, change.interval_stamp = delta.max_inactive_interval, self.hlc.stamp()
+        for name, value in delta.set.items():
+            change.set[name] = (self.hlc.stamp(), value)
+        for name in delta.removed:
+            change.removed[name] = self.hlc.stamp()
+        return change
+
+    def apply(self, change: Change, *, remote: bool) -> None:
+        """Merge one change into the store and tell the listeners."""
+        if change.token in self.tombstones:
+            return  # invalidated: nothing brings it back
+        if change.invalidated:
+            self._tombstone(change.token, change.invalidated)
+            record = self.store.get(change.token)
             if record is not None:
                 self._destroy(record, "invalidated", remote=remote)
             return
-        record = self._renamed(delta, remote) if delta.renamed_from else None
+        record = self.store.get(change.token)
+        previous_id: str | None = None
+        if change.renamed_from is not None:
+            old = self.store.pop(change.renamed_from)
+            self._tombstone(change.renamed_from, self.hlc.stamp())
+            if old is not None and record is None:
+                previous_id = old.session_id
+                old.token = change.token
+                old.packed = None
+                record = old
+                self.store.put(record)
+        created = False
         if record is None:
-            record = self.store.get(delta.token)
-        if record is None:
-            if delta.is_access_only:
-                return  # it expired or was invalidated meanwhile: nothing to keep alive
-            record = SessionRecord(
-                token=delta.token,
-                route=delta.route,
-                created_at=delta.created_at or delta.accessed_at,
-                last_accessed_at=delta.accessed_at,
-                max_inactive_interval=delta.max_inactive_interval or 0,
-            )
+            if change.is_access_only:
+                return  # expired or unknown here: nothing to keep alive
+            record = new_record(change, self.default_interval)
             self.store.put(record)
+            created = True
+        effect = merge(record, change)
+        if not self.listeners:
+            return
+        if created:
             self._notify("session_created", SessionEvent(record.session_id, remote))
-        record.route = delta.route
-        record.last_accessed_at = max(record.last_accessed_at, delta.accessed_at)
-        if delta.max_inactive_interval is not None:
-            record.max_inactive_interval = delta.max_inactive_interval
-        self._apply_attributes(record, delta, remote)
+        if previous_id is not None:
+            event = SessionEvent(record.session_id, remote, previous_id=previous_id)
+            self._notify("session_id_changed", event)
+        for kind, name, value, old_value in effect:
+            self._notify(kind, self._event(record, name, value, old_value, remote))
 
-    def _renamed(self, delta: SessionDelta, remote: bool) -> SessionRecord | None:
-        assert delta.renamed_from is not None
-        record = self.store.pop(delta.renamed_from)
-        if record is None:
-            return None
-        previous_id = record.session_id
-        record.token = delta.token
-        record.route = delta.route
-        self.store.put(record)
-        event = SessionEvent(record.session_id, remote, previous_id=previous_id)
-        self._notify("session_id_changed", event)
-        return record
-
-    def _apply_attributes(self, record: SessionRecord, delta: SessionDelta, remote: bool) -> None:
-        attributes = record.attributes
-        if delta.set or delta.removed:
-            record.packed = None
-        notify = bool(self.listeners)
-        for name, value in delta.set.items():
-            old = attributes.get(name)
-            attributes[name] = value
-            if notify and old != value:
-                kind = "attribute_added" if old is None else "attribute_replaced"
-                self._notify(kind, self._attribute_event(record, name, value, old, remote))
-        for name in delta.removed:
-            old = attributes.pop(name, None)
-            if notify and old is not None:
-                event = self._attribute_event(record, name, None, old, remote)
-                self._notify("attribute_removed", event)
+    def _tombstone(self, token: str, stamp: int) -> None:
+        ttl = min(max(MIN_TOMBSTONE_SECONDS, 2 * self.default_interval), MAX_TOMBSTONE_SECONDS)
+        self.tombstones[token] = (stamp, self.clock() + ttl)
 
     def _destroy(self, record: SessionRecord, reason: DestroyReason, *, remote: bool) -> None:
         self.store.pop(record.token)
@@ -168,7 +217,7 @@ class LocalManager:
     # -- listeners -------------------------------------------------------------
 
     @staticmethod
-    def _attribute_event(
+    def _event(
         record: SessionRecord, name: str, value: bytes | None, old: bytes | None, remote: bool
     ) -> AttributeEvent:
         return AttributeEvent(

@@ -24,6 +24,13 @@ class SessionRecord:
     # All attributes as one msgpack map, so a request decodes its session in one
     # call; rebuilt lazily after a change (whoever changes attributes resets it).
     packed: bytes | None = field(default=None, repr=False, compare=False)
+    # Replication metadata (see .change): the stamp of each attribute's value, of
+    # each removed attribute (a tombstone, so a late write cannot bring it back),
+    # and of the route and interval. Zero means "never stamped".
+    stamps: dict[str, int] = field(default_factory=dict, repr=False)
+    removed: dict[str, int] = field(default_factory=dict, repr=False)
+    route_stamp: int = 0
+    interval_stamp: int = 0
 
     def is_expired(self, now: float) -> bool:
         """Whether the session has been idle longer than its interval."""

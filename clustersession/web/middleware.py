@@ -80,6 +80,7 @@ class ClusterSessionMiddleware:
         self.manager = LocalManager(
             sweep_interval=self.config.manager.expiry_sweep_interval,
             listeners=listeners,
+            default_interval=self.max_inactive_interval,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,0 +1,206 @@
+"""Stamped changes to sessions, and the merge that makes every node converge.
+
+A session is a last-writer-wins map: every attribute value, every removal (a
+tombstone), the route and the idle interval carry the stamp of the write that
+set them (:mod:`.clock`), and a node keeps, for each, the one with the highest
+stamp. Applying a :class:`Change` is therefore idempotent, commutative and
+associative: nodes that saw the same changes hold the same sessions, whatever the
+order or duplication of delivery. ``last_accessed_at`` only grows. An invalidated
+session leaves a tombstone of its own (kept by the manager), so no late or
+replayed change can bring it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .record import SessionRecord
+
+
+@dataclass(slots=True)
+class Change:
+    """What one write did to one session, stamped; also a whole session (``full``)."""
+
+    token: str
+    accessed_at: float
+    created_at: float | None = None
+    route: str | None = None
+    route_stamp: int = 0
+    interval: int | None = None
+    interval_stamp: int = 0
+    set: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+    invalidated: int = 0  # the stamp of the invalidation, 0 if none
+    full: bool = False  # a snapshot of the whole session (transfer, repair, rename)
+    renamed_from: str | None = None  # regenerate_id(): the old token, now dead
+
+    @property
+    def is_access_only(self) -> bool:
+        """Whether it only says the session was used."""
+        return not (
+            self.created_at is not None
+            or self.route_stamp
+            or self.interval_stamp
+            or self.set
+            or self.removed
+            or self.invalidated
+            or self.full
+            or self.renamed_from
+        )
+
+    def stamps(self) -> list[int]:
+        """Every stamp it carries (for the receiver's clock)."""
+        found = [s for s, _ in self.set.values()]
+        found += self.removed.values()
+        found += [s for s in (self.route_stamp, self.interval_stamp, self.invalidated) if s]
+        return found
+
+
+# What merging a change did, in order, for listeners: (kind, name, new value, old value).
+Effect = list[tuple[str, str, bytes | None, bytes | None]]
+
+
+def snapshot(record: SessionRecord) -> Change:
+    """The whole session as one change (the same values, stamps and tombstones)."""
+    return Change(
+        token=record.token,
+        accessed_at=record.last_accessed_at,
+        created_at=record.created_at,
+        route=record.route,
+        route_stamp=record.route_stamp,
+        interval=record.max_inactive_interval,
+        interval_stamp=record.interval_stamp,
+        set={k: (record.stamps.get(k, 0), v) for k, v in record.attributes.items()},
+        removed=dict(record.removed),
+        full=True,
+    )
+
+
+def new_record(change: Change, default_interval: int) -> SessionRecord:
+    """An empty record for a session that a change creates."""
+    return SessionRecord(
+        token=change.token,
+        route=change.route,
+        created_at=change.created_at if change.created_at is not None else change.accessed_at,
+        last_accessed_at=change.accessed_at,
+        max_inactive_interval=change.interval if change.interval is not None else default_interval,
+    )
+
+
+def merge(record: SessionRecord, change: Change) -> Effect:
+    """Fold ``change`` into ``record``: per field, the higher stamp wins."""
+    effect: Effect = []
+    if change.accessed_at > record.last_accessed_at:
+        record.last_accessed_at = change.accessed_at
+    if change.created_at is not None and change.created_at < record.created_at:
+        record.created_at = change.created_at
+    if change.route_stamp > record.route_stamp:
+        record.route, record.route_stamp = change.route, change.route_stamp
+    if change.interval_stamp > record.interval_stamp and change.interval is not None:
+        record.max_inactive_interval, record.interval_stamp = change.interval, change.interval_stamp
+    attributes, stamps, removed = record.attributes, record.stamps, record.removed
+    for name, (stamp, value) in change.set.items():
+        if stamp <= stamps.get(name, 0) or stamp <= removed.get(name, 0):
+            continue
+        old = attributes.get(name)
+        attributes[name] = value
+        stamps[name] = stamp
+        removed.pop(name, None)
+        if old is None:
+            effect.append(("attribute_added", name, value, None))
+        elif old != value:
+            effect.append(("attribute_replaced", name, value, old))
+    for name, stamp in change.removed.items():
+        if stamp <= stamps.get(name, 0) or stamp <= removed.get(name, 0):
+            continue
+        removed[name] = stamp
+        stamps.pop(name, None)
+        old = attributes.pop(name, None)
+        if old is not None:
+            effect.append(("attribute_removed", name, None, old))
+    if effect:
+        record.packed = None
+    return effect
+
+
+# -- wire form ----------------------------------------------------------------
+
+
+def to_wire(change: Change) -> list[Any]:
+    """A change as msgpack-ready lists (the session layer's wire format)."""
+    return [
+        change.token,
+        change.accessed_at,
+        change.created_at,
+        change.route,
+        change.route_stamp,
+        change.interval,
+        change.interval_stamp,
+        [[k, s, v] for k, (s, v) in change.set.items()],
+        [[k, s] for k, s in change.removed.items()],
+        change.invalidated,
+        change.full,
+        change.renamed_from,
+    ]
+
+
+class WireError(ValueError):
+    """A session message that does not parse; it is dropped and logged."""
+
+
+def from_wire(data: Any) -> Change:
+    """Parse :func:`to_wire`'s form, checking every type."""
+    if not isinstance(data, list) or len(data) != 12:
+        raise WireError("a change is not a 12-field list")
+    token, accessed, created, route, route_stamp, interval, interval_stamp = data[:7]
+    sets, removes, invalidated, full, renamed_from = data[7:]
+    if renamed_from is not None and not isinstance(renamed_from, str):
+        raise WireError("change renamed_from has the wrong type")
+    if not isinstance(token, str) or not isinstance(accessed, int | float):
+        raise WireError("change token or access time has the wrong type")
+    if created is not None and not isinstance(created, int | float):
+        raise WireError("change creation time has the wrong type")
+    if route is not None and not isinstance(route, str):
+        raise WireError("change route has the wrong type")
+    if interval is not None and not isinstance(interval, int):
+        raise WireError("change interval has the wrong type")
+    if not all(isinstance(v, int) for v in (route_stamp, interval_stamp, invalidated)):
+        raise WireError("change stamps must be integers")
+    if not isinstance(sets, list) or not isinstance(removes, list) or not isinstance(full, bool):
+        raise WireError("change attribute lists have the wrong type")
+    set_values: dict[str, tuple[int, bytes]] = {}
+    for item in sets:
+        if not (
+            isinstance(item, list)
+            and len(item) == 3
+            and isinstance(item[0], str)
+            and isinstance(item[1], int)
+            and isinstance(item[2], bytes)
+        ):
+            raise WireError("malformed attribute in a change")
+        set_values[item[0]] = (item[1], item[2])
+    removed: dict[str, int] = {}
+    for item in removes:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], int)
+        ):
+            raise WireError("malformed removal in a change")
+        removed[item[0]] = item[1]
+    return Change(
+        token=token,
+        accessed_at=float(accessed),
+        created_at=None if created is None else float(created),
+        route=route,
+        route_stamp=route_stamp,
+        interval=interval,
+        interval_stamp=interval_stamp,
+        set=set_values,
+        removed=removed,
+        invalidated=invalidated,
+        full=full,
+        renamed_from=renamed_from,
+    )

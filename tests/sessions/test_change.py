@@ -1,0 +1,87 @@
+"""The merge makes replicas converge whatever the delivery order; the wire form is checked."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from clustersession.sessions.change import Change, WireError, from_wire, merge, new_record, to_wire
+from clustersession.sessions.clock import HybridClock
+
+
+def random_changes(seed: int, count: int = 60) -> list[Change]:
+    rng = random.Random(seed)
+    clocks = [HybridClock(node) for node in (1, 2, 3)]  # three writers, same wall clock
+    changes = []
+    for _ in range(count):
+        clock = rng.choice(clocks)
+        change = Change("tok", accessed_at=rng.uniform(0, 100))
+        for _ in range(rng.randint(0, 3)):
+            key = rng.choice("abcde")
+            if rng.random() < 0.7:
+                change.set[key] = (clock.stamp(), bytes([rng.randint(0, 255)]))
+            else:
+                change.removed[key] = clock.stamp()
+        if rng.random() < 0.2:
+            change.interval, change.interval_stamp = rng.randint(1, 100), clock.stamp()
+        changes.append(change)
+    return changes
+
+
+def replay(changes: list[Change]) -> tuple[object, ...]:
+    record = new_record(Change("tok", accessed_at=0.0), 1800)
+    for change in changes:
+        merge(record, change)
+    return (
+        dict(record.attributes),
+        dict(record.stamps),
+        dict(record.removed),
+        record.max_inactive_interval,
+        record.last_accessed_at,
+    )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_order_and_duplicates_converge(seed: int) -> None:
+    changes = random_changes(seed)
+    expected = replay(changes)
+    rng = random.Random(seed + 1000)
+    for _ in range(5):
+        shuffled = changes + rng.sample(changes, 10)  # duplicates too
+        rng.shuffle(shuffled)
+        assert replay(shuffled) == expected
+
+
+def test_later_write_wins_and_a_removal_is_not_undone_by_an_older_write() -> None:
+    clock = HybridClock(7)
+    older, newer, removal = clock.stamp(), clock.stamp(), clock.stamp()
+    record = new_record(Change("t", 0.0), 60)
+    merge(record, Change("t", 0.0, removed={"k": removal}))
+    merge(record, Change("t", 0.0, set={"k": (newer, b"new")}))
+    merge(record, Change("t", 0.0, set={"k": (older, b"old")}))
+    assert "k" not in record.attributes
+
+
+def test_clock_moves_past_what_it_observes() -> None:
+    slow = HybridClock(1, wall=lambda: 1000.0)
+    fast = HybridClock(2, wall=lambda: 2000.0)
+    remote = fast.stamp()
+    slow.observe(remote)
+    assert slow.stamp() > remote
+
+
+def test_wire_round_trip() -> None:
+    change = Change(
+        "tok", 12.5, 10.0, "node1", 5, 60, 6, {"a": (7, b"\x01")}, {"b": 8}, 0, True, "old"
+    )
+    assert from_wire(to_wire(change)) == change
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, [], ["tok"] * 12, [1, 2.0, None, None, 0, None, 0, [], [], 0, False, None]],
+)
+def test_malformed_wire_changes_are_refused(data: object) -> None:
+    with pytest.raises(WireError):
+        from_wire(data)
