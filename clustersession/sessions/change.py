@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .digest import INTERVAL_FIELD, ROUTE_FIELD, field_hash, token_hash
 from .record import SessionRecord
 
 
@@ -79,13 +80,27 @@ def snapshot(record: SessionRecord) -> Change:
 
 def new_record(change: Change, default_interval: int) -> SessionRecord:
     """An empty record for a session that a change creates."""
-    return SessionRecord(
+    record = SessionRecord(
         token=change.token,
         route=change.route,
         created_at=change.created_at if change.created_at is not None else change.accessed_at,
         last_accessed_at=change.accessed_at,
         max_inactive_interval=change.interval if change.interval is not None else default_interval,
     )
+    record.digest = token_hash(change.token)
+    return record
+
+
+def full_digest(record: SessionRecord) -> int:
+    """A record's digest computed from scratch (after its token changed)."""
+    digest = token_hash(record.token)
+    digest ^= field_hash(ROUTE_FIELD, record.route_stamp)
+    digest ^= field_hash(INTERVAL_FIELD, record.interval_stamp)
+    for name, stamp in record.stamps.items():
+        digest ^= field_hash(name, stamp)
+    for name, stamp in record.removed.items():
+        digest ^= field_hash(name, stamp)
+    return digest
 
 
 def merge(record: SessionRecord, change: Change) -> Effect:
@@ -95,14 +110,21 @@ def merge(record: SessionRecord, change: Change) -> Effect:
         record.last_accessed_at = change.accessed_at
     if change.created_at is not None and change.created_at < record.created_at:
         record.created_at = change.created_at
+    digest = record.digest
     if change.route_stamp > record.route_stamp:
+        digest ^= field_hash(ROUTE_FIELD, record.route_stamp)
+        digest ^= field_hash(ROUTE_FIELD, change.route_stamp)
         record.route, record.route_stamp = change.route, change.route_stamp
     if change.interval_stamp > record.interval_stamp and change.interval is not None:
+        digest ^= field_hash(INTERVAL_FIELD, record.interval_stamp)
+        digest ^= field_hash(INTERVAL_FIELD, change.interval_stamp)
         record.max_inactive_interval, record.interval_stamp = change.interval, change.interval_stamp
     attributes, stamps, removed = record.attributes, record.stamps, record.removed
     for name, (stamp, value) in change.set.items():
-        if stamp <= stamps.get(name, 0) or stamp <= removed.get(name, 0):
+        current = max(stamps.get(name, 0), removed.get(name, 0))
+        if stamp <= current:
             continue
+        digest ^= field_hash(name, current) ^ field_hash(name, stamp)
         old = attributes.get(name)
         attributes[name] = value
         stamps[name] = stamp
@@ -112,8 +134,10 @@ def merge(record: SessionRecord, change: Change) -> Effect:
         elif old != value:
             effect.append(("attribute_replaced", name, value, old))
     for name, stamp in change.removed.items():
-        if stamp <= stamps.get(name, 0) or stamp <= removed.get(name, 0):
+        current = max(stamps.get(name, 0), removed.get(name, 0))
+        if stamp <= current:
             continue
+        digest ^= field_hash(name, current) ^ field_hash(name, stamp)
         removed[name] = stamp
         stamps.pop(name, None)
         old = attributes.pop(name, None)
@@ -121,6 +145,7 @@ def merge(record: SessionRecord, change: Change) -> Effect:
             effect.append(("attribute_removed", name, None, old))
     if effect:
         record.packed = None
+    record.digest = digest
     return effect
 
 

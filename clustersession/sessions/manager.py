@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from . import codec
-from .change import Change, merge, new_record, snapshot
+from .change import Change, full_digest, merge, new_record, snapshot
 from .clock import HybridClock
 from .listeners import AttributeEvent, DestroyReason, SessionEvent, SessionListener
 from .record import SessionDelta, SessionRecord
@@ -61,17 +61,18 @@ class LocalManager:
 
     # -- lifecycle -------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        """Whether background work is running (checked on every request)."""
+        return self._sweeper is not None and not self._sweeper.done()
+
     async def start(self) -> None:
-        """Start background work (the expiry sweep) on the running loop."""
-        self.ensure_started()
+        """Start background work (the expiry sweep) on the running loop.
 
-    def ensure_started(self) -> None:
-        """Start the sweep if it is not running on the current loop.
-
-        Called on every request, so an app served without ASGI lifespan still
-        gets its sweep; cheap when it is already running.
+        The middleware calls it in ASGI lifespan, or on the first request of an
+        app served without lifespan (and again if that loop went away).
         """
-        if self._sweeper is None or self._sweeper.done():
+        if not self.started:
             self._sweeper = asyncio.get_running_loop().create_task(
                 self._sweep_forever(), name="clustersession-expiry-sweep"
             )
@@ -119,6 +120,7 @@ class LocalManager:
         stale = [t for t, (_, until) in self.tombstones.items() if until <= now]
         for token in stale:
             del self.tombstones[token]
+            self.store.dead(token)
         return len(expired)
 
     def expire(self, record: SessionRecord) -> None:
@@ -128,8 +130,13 @@ class LocalManager:
 
     # -- writing ---------------------------------------------------------------
 
-    async def commit(self, deltas: Sequence[SessionDelta]) -> list[Change]:
-        """Apply the changes of one local request; return them as stamped changes."""
+    async def commit(
+        self, deltas: Sequence[SessionDelta], *, replicate: bool = True
+    ) -> list[Change]:
+        """Apply the changes of one local request; return them as stamped changes.
+
+        ``replicate`` is for replicating managers (the valve's ``filter``).
+        """
         changes: list[Change] = []
         for delta in deltas:
             change = self.stamp(delta)
@@ -186,6 +193,7 @@ class LocalManager:
                 previous_id = old.session_id
                 old.token = change.token
                 old.packed = None
+                old.digest = full_digest(old)
                 record = old
                 self.store.put(record)
         created = False
@@ -193,9 +201,15 @@ class LocalManager:
             if change.is_access_only:
                 return  # expired or unknown here: nothing to keep alive
             record = new_record(change, self.default_interval)
-            self.store.put(record)
             created = True
+        before = record.digest
         effect = merge(record, change)
+        if created:
+            if change.full and self.is_expired(record, self.clock()):
+                return  # a copy of a session that has expired here meanwhile
+            self.store.put(record)
+        else:
+            self.store.digest_changed(record, before)
         if not self.listeners:
             return
         if created:
@@ -207,8 +221,11 @@ class LocalManager:
             self._notify(kind, self._event(record, name, value, old_value, remote))
 
     def _tombstone(self, token: str, stamp: int) -> None:
+        if token in self.tombstones:
+            return
         ttl = min(max(MIN_TOMBSTONE_SECONDS, 2 * self.default_interval), MAX_TOMBSTONE_SECONDS)
         self.tombstones[token] = (stamp, self.clock() + ttl)
+        self.store.dead(token)
 
     def _destroy(self, record: SessionRecord, reason: DestroyReason, *, remote: bool) -> None:
         self.store.pop(record.token)

@@ -31,6 +31,7 @@ class SessionRecord:
     removed: dict[str, int] = field(default_factory=dict, repr=False)
     route_stamp: int = 0
     interval_stamp: int = 0
+    digest: int = field(default=0, repr=False, compare=False)  # see .digest
 
     def is_expired(self, now: float) -> bool:
         """Whether the session has been idle longer than its interval."""

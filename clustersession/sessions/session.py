@@ -43,6 +43,9 @@ class Session(StarletteSession):
     ``session["cart"].append(item)`` are saved without reassigning the key.
     """
 
+    cookie_stale = False
+    """Set by the middleware when the client's cookie names an outdated route."""
+
     def __init__(
         self,
         ids: SessionIds,

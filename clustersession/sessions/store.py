@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from .digest import BUCKETS, bucket_of, dead_hash
 from .record import SessionRecord
 
 
@@ -15,6 +16,8 @@ class SessionStore:
 
     def __init__(self) -> None:
         self._records: dict[str, SessionRecord] = {}
+        # XOR of the digests of the records and dead ids in each bucket (see .digest)
+        self.buckets = [0] * BUCKETS
 
     def __len__(self) -> int:
         return len(self._records)
@@ -30,12 +33,29 @@ class SessionStore:
         return self._records.get(token)
 
     def put(self, record: SessionRecord) -> None:
-        """Insert or replace a record."""
+        """Insert a record (its token must not be stored yet)."""
+        assert record.token not in self._records
         self._records[record.token] = record
+        self.buckets[bucket_of(record.token)] ^= record.digest
 
     def pop(self, token: str) -> SessionRecord | None:
         """Remove and return a record, if present."""
-        return self._records.pop(token, None)
+        record = self._records.pop(token, None)
+        if record is not None:
+            self.buckets[bucket_of(token)] ^= record.digest
+        return record
+
+    def digest_changed(self, record: SessionRecord, before: int) -> None:
+        """A stored record's digest went from ``before`` to ``record.digest``."""
+        self.buckets[bucket_of(record.token)] ^= before ^ record.digest
+
+    def dead(self, token: str) -> None:
+        """Count an invalidated id in (or, called again, out of) its bucket."""
+        self.buckets[bucket_of(token)] ^= dead_hash(token)
+
+    def in_buckets(self, buckets: set[int]) -> list[SessionRecord]:
+        """Every record in the given buckets."""
+        return [r for t, r in self._records.items() if bucket_of(t) in buckets]
 
     def expired(self, now: float) -> list[SessionRecord]:
         """Records idle past their interval at ``now``."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
 from starlette.datastructures import MutableHeaders, Secret
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import ClusterConfig
+from ..sessions.delta_manager import DeltaManager
 from ..sessions.ids import SessionIds
 from ..sessions.listeners import SessionListener
 from ..sessions.manager import LocalManager
@@ -77,11 +79,20 @@ class ClusterSessionMiddleware:
         # Starlette refuses a cookie older than a non-positive max_age at once.
         self._sessions_expire_at_once = config is None and max_age is not None and max_age <= 0
         self.ids = SessionIds(secret, self.config.jvm_route)
-        self.manager = LocalManager(
-            sweep_interval=self.config.manager.expiry_sweep_interval,
-            listeners=listeners,
-            default_interval=self.max_inactive_interval,
-        )
+        self.manager: LocalManager
+        if config is not None and config.distributable:
+            # web.xml's <distributable/>: every session on every node.
+            self.manager = DeltaManager(config, listeners=listeners)
+        else:
+            self.manager = LocalManager(
+                sweep_interval=self.config.manager.expiry_sweep_interval,
+                listeners=listeners,
+                default_interval=self.max_inactive_interval,
+            )
+        valves = self.config.valves
+        # ReplicationValve's filter: requests whose path matches never replicate.
+        self._filter = re.compile(valves.replication.filter) if valves.replication.filter else None
+        self._route_binder = valves.route_binder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -92,20 +103,25 @@ class ClusterSessionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        self.manager.ensure_started()
+        if not self.manager.started:
+            await self.manager.start()
         now = self.manager.clock()
+        record, cookie_route = self._load(scope)
         session = Session(
             self.ids,
-            self._load(scope),
+            record,
             default_max_inactive_interval=self.max_inactive_interval,
             now=now,
         )
+        # The client's cookie names another route than the session has (a failover,
+        # or a renamed session): hand it the current id even if nothing changes.
+        session.cookie_stale = record is not None and cookie_route != record.route
         scope["session"] = session
         if kind == "websocket":
             # No response headers to carry a cookie: only an existing session is saved.
             await self.app(scope, receive, send)
             if session.existed:
-                await self._commit(session)
+                await self._commit(session, scope["path"])
             return
 
         async def send_wrapper(message: Message) -> None:
@@ -114,23 +130,48 @@ class ClusterSessionMiddleware:
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 # Before the last chunk goes out, so a client that has its response
                 # finds its writes on its next request.
-                await self._commit(session)
+                await self._commit(session, scope["path"])
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
 
-    def _load(self, scope: Scope) -> SessionRecord | None:
+    def _load(self, scope: Scope) -> tuple[SessionRecord | None, str | None]:
         value = self.cookie.read(scope["headers"])
         if value is None or self._sessions_expire_at_once:
-            return None
+            return None, None
         parsed = self.ids.parse(value)
         if parsed is None:
             logger.debug("refused session cookie %.60r: malformed or bad signature", value)
-            return None
-        return self.manager.lookup(parsed[0])
+            return None, None
+        token, route = parsed
+        record = self.manager.lookup(token)
+        if record is not None and isinstance(self.manager, DeltaManager):
+            self._bind_route(scope, record, value)
+        return record, route
+
+    def _bind_route(self, scope: Scope, record: SessionRecord, original_id: str) -> None:
+        """JvmRouteBinderValve: take over the sessions of a node that is gone.
+
+        Only when the session's route names no live member: a request that a
+        balancer merely misrouted to us is served without renaming, so its owner
+        keeps it (Tomcat renames either way, and logs the user out of the owner).
+        """
+        assert isinstance(self.manager, DeltaManager)
+        local_route = self.config.jvm_route
+        binder = self._route_binder
+        if not binder.enabled or record.route == local_route:
+            return
+        if self.manager.route_is_alive(record.route):
+            return
+        logger.info(
+            "session %.8s…: route %s is gone, now %s", record.token, record.route, local_route
+        )
+        self.manager.reroute(record, local_route)
+        if binder.session_id_attribute:
+            scope[binder.session_id_attribute] = original_id
 
     def _settle_cookie(self, session: Session, message: Message) -> None:
-        if not session.accessed:
+        if not session.accessed and not session.cookie_stale:
             return
         headers = message.setdefault("headers", [])
         if not isinstance(headers, list):
@@ -139,7 +180,7 @@ class ClusterSessionMiddleware:
             MutableHeaders(raw=headers).add_vary_header("Cookie")
         else:  # the common case, without building a MutableHeaders
             headers.append((b"vary", b"Cookie"))
-        if not session.modified:
+        if not session.modified and not session.cookie_stale:
             return
         if session:
             value = self.cookie.set_header(session.id)
@@ -149,7 +190,7 @@ class ClusterSessionMiddleware:
             return
         headers.append((b"set-cookie", value.encode("latin-1")))
 
-    async def _commit(self, session: Session) -> None:
+    async def _commit(self, session: Session, path: str) -> None:
         if self._sessions_expire_at_once:
             return
         now = self.manager.clock()
@@ -159,7 +200,8 @@ class ClusterSessionMiddleware:
             logger.error("session %s: not saved: %s", session.id, exc)
             deltas = exc.deltas
         if deltas:
-            await self.manager.commit(deltas)
+            replicate = self._filter is None or not self._filter.fullmatch(path)
+            await self.manager.commit(deltas, replicate=replicate)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start the manager before the app's startup, stop it after its shutdown."""
