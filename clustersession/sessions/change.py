@@ -152,19 +152,35 @@ def merge(record: SessionRecord, change: Change) -> Effect:
 # -- wire form ----------------------------------------------------------------
 
 
+STAMP_BYTES = 12  # stamps outgrow msgpack's 64-bit integers: they travel as bytes
+
+
+def stamp_to_wire(stamp: int) -> bytes:
+    """A stamp as 12 big-endian bytes."""
+    return stamp.to_bytes(STAMP_BYTES, "big")
+
+
+def stamp_from_wire(data: Any) -> int:
+    """The inverse of :func:`stamp_to_wire`, checked."""
+    if not isinstance(data, bytes) or len(data) != STAMP_BYTES:
+        raise WireError("a stamp is not 12 bytes")
+    return int.from_bytes(data, "big")
+
+
 def to_wire(change: Change) -> list[Any]:
     """A change as msgpack-ready lists (the session layer's wire format)."""
+    s = stamp_to_wire
     return [
         change.token,
         change.accessed_at,
         change.created_at,
         change.route,
-        change.route_stamp,
+        s(change.route_stamp),
         change.interval,
-        change.interval_stamp,
-        [[k, s, v] for k, (s, v) in change.set.items()],
-        [[k, s] for k, s in change.removed.items()],
-        change.invalidated,
+        s(change.interval_stamp),
+        [[k, s(stamp), v] for k, (stamp, v) in change.set.items()],
+        [[k, s(stamp)] for k, stamp in change.removed.items()],
+        s(change.invalidated),
         change.full,
         change.renamed_from,
     ]
@@ -190,8 +206,8 @@ def from_wire(data: Any) -> Change:
         raise WireError("change route has the wrong type")
     if interval is not None and not isinstance(interval, int):
         raise WireError("change interval has the wrong type")
-    if not all(isinstance(v, int) for v in (route_stamp, interval_stamp, invalidated)):
-        raise WireError("change stamps must be integers")
+    route_stamp, interval_stamp = stamp_from_wire(route_stamp), stamp_from_wire(interval_stamp)
+    invalidated = stamp_from_wire(invalidated)
     if not isinstance(sets, list) or not isinstance(removes, list) or not isinstance(full, bool):
         raise WireError("change attribute lists have the wrong type")
     set_values: dict[str, tuple[int, bytes]] = {}
@@ -200,21 +216,15 @@ def from_wire(data: Any) -> Change:
             isinstance(item, list)
             and len(item) == 3
             and isinstance(item[0], str)
-            and isinstance(item[1], int)
             and isinstance(item[2], bytes)
         ):
             raise WireError("malformed attribute in a change")
-        set_values[item[0]] = (item[1], item[2])
+        set_values[item[0]] = (stamp_from_wire(item[1]), item[2])
     removed: dict[str, int] = {}
     for item in removes:
-        if not (
-            isinstance(item, list)
-            and len(item) == 2
-            and isinstance(item[0], str)
-            and isinstance(item[1], int)
-        ):
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
             raise WireError("malformed removal in a change")
-        removed[item[0]] = item[1]
+        removed[item[0]] = stamp_from_wire(item[1])
     return Change(
         token=token,
         accessed_at=float(accessed),

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgpack
 
-from .change import Change, WireError, from_wire, to_wire
+from .change import Change, WireError, from_wire, stamp_from_wire, stamp_to_wire, to_wire
 from .digest import BUCKETS
 
 
@@ -58,7 +58,7 @@ class Message:
 def encode(message: Message) -> bytes:
     """The payload bytes of a message."""
     changes = [to_wire(c) for c in message.changes]
-    dead = [list(d) for d in message.dead]
+    dead = [[token, stamp_to_wire(stamp)] for token, stamp in message.dead]
     kind = message.kind
     body: list[Any]
     if kind is Kind.DELTA:
@@ -156,7 +156,7 @@ def _dead(values: Any) -> list[tuple[str, int]]:
     for item in values:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
             raise WireError("malformed dead id")
-        dead.append((item[0], _int(item[1])))
+        dead.append((item[0], stamp_from_wire(item[1])))
     return dead
 
 

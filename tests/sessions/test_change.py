@@ -72,15 +72,22 @@ def test_clock_moves_past_what_it_observes() -> None:
 
 
 def test_wire_round_trip() -> None:
+    big = HybridClock(2**32 - 1).stamp()  # real stamps are far beyond 64 bits
     change = Change(
-        "tok", 12.5, 10.0, "node1", 5, 60, 6, {"a": (7, b"\x01")}, {"b": 8}, 0, True, "old"
+        "tok", 12.5, 10.0, "node1", big, 60, 6, {"a": (7, b"\x01")}, {"b": 8}, 0, True, "old"
     )
     assert from_wire(to_wire(change)) == change
 
 
 @pytest.mark.parametrize(
     "data",
-    [None, [], ["tok"] * 12, [1, 2.0, None, None, 0, None, 0, [], [], 0, False, None]],
+    [
+        None,
+        [],
+        ["tok"] * 12,
+        [1, 2.0, None, None, bytes(12), None, bytes(12), [], [], bytes(12), False, None],
+        ["t", 2.0, None, None, 5, None, bytes(12), [], [], bytes(12), False, None],
+    ],
 )
 def test_malformed_wire_changes_are_refused(data: object) -> None:
     with pytest.raises(WireError):

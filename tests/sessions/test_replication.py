@@ -1,0 +1,257 @@
+"""Replicated sessions between middlewares in one process: real channels on loopback.
+
+(The same scenarios with real uvicorn processes on separate hosts are in tests/cluster.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from clustersession import (
+    AttributeEvent,
+    ClusterConfig,
+    ClusterSessionMiddleware,
+    Session,
+    SessionListener,
+)
+from clustersession.sessions.delta_manager import DeltaManager
+
+from ..channel.conftest import eventually, loopback_config
+
+pytestmark = pytest.mark.anyio
+
+
+async def view(request: Request) -> JSONResponse:
+    return JSONResponse(dict(request.session))
+
+
+async def update(request: Request) -> JSONResponse:
+    request.session.update(await request.json())
+    return JSONResponse(dict(request.session))
+
+
+async def append(request: Request) -> JSONResponse:
+    request.session.setdefault("items", []).append(request.path_params["item"])
+    return JSONResponse(dict(request.session))
+
+
+async def call(request: Request) -> PlainTextResponse:
+    session = request.session
+    assert isinstance(session, Session)
+    getattr(session, request.path_params["method"])()
+    return PlainTextResponse(session.id if session else "")
+
+
+ROUTES = [
+    Route("/", view),
+    Route("/update", update, methods=["POST"]),
+    Route("/append/{item}", append, methods=["POST"]),
+    Route("/call/{method}", call, methods=["POST"]),
+]
+
+
+class Node:
+    """One app node: a middleware with its own channel, and an HTTP client for it."""
+
+    def __init__(self, config: ClusterConfig, listeners: list[SessionListener]) -> None:
+        self.config = config
+        self.middleware = ClusterSessionMiddleware(
+            Starlette(routes=ROUTES), config=config, listeners=listeners
+        )
+        assert isinstance(self.middleware.manager, DeltaManager)
+        self.manager: DeltaManager = self.middleware.manager
+        transport = httpx.ASGITransport(self.middleware)
+        self.client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    async def request(
+        self, method: str, path: str, cookie: str | None, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {"cookie": f"session={cookie}"} if cookie else {}
+        self.client.cookies.clear()  # each call says which cookie it carries
+        return await self.client.request(method, path, headers=headers, **kwargs)
+
+
+def cookie_of(response: httpx.Response) -> str:
+    header = response.headers["set-cookie"]
+    return header.split(";", 1)[0].split("=", 1)[1]
+
+
+NodeFactory = Callable[..., Awaitable[Node]]
+
+
+@pytest.fixture
+async def cluster(mcast_port: int) -> AsyncIterator[NodeFactory]:
+    nodes: list[Node] = []
+
+    async def start(
+        route: str,
+        *,
+        send_options: int = 8,
+        listeners: list[SessionListener] | None = None,
+        **changes: Any,
+    ) -> Node:
+        config = loopback_config(mcast_port, jvm_route=route, channel_send_options=send_options)
+        manager = replace(config.manager, **changes) if changes else config.manager
+        node = Node(replace(config, manager=manager), listeners or [])
+        await node.manager.start()
+        nodes.append(node)
+        return node
+
+    yield start
+    for node in reversed(nodes):
+        await node.manager.stop()
+        await node.client.aclose()
+
+
+@pytest.fixture
+def mcast_port() -> int:
+    return random.randint(46000, 59000)
+
+
+async def until_members(nodes: list[Node], count: int) -> None:
+    assert await eventually(lambda: all(len(n.manager.channel.members) == count for n in nodes))
+
+
+async def test_a_write_is_readable_on_every_node(cluster: NodeFactory) -> None:
+    a, b, c = await cluster("a"), await cluster("b"), await cluster("c")
+    await until_members([a, b, c], 2)
+    cookie = cookie_of(await a.request("POST", "/update", None, json={"user": "alice"}))
+    assert cookie.endswith(".a")
+
+    async def everywhere() -> bool:
+        for node in (b, c):
+            if (await node.request("GET", "/", cookie)).json() != {"user": "alice"}:
+                return False
+        return True
+
+    for _ in range(200):
+        if await everywhere():
+            break
+        await asyncio.sleep(0.01)
+    assert await everywhere()
+
+
+async def test_sync_mode_is_readable_elsewhere_as_soon_as_the_write_returns(
+    cluster: NodeFactory,
+) -> None:
+    a, b = await cluster("a", send_options=6), await cluster("b", send_options=6)
+    await until_members([a, b], 1)
+    cookie = cookie_of(await a.request("POST", "/update", None, json={"n": 1}))
+    for i in range(2, 30):
+        await a.request("POST", "/update", cookie, json={"n": i})
+        assert (await b.request("GET", "/", cookie)).json() == {"n": i}
+
+
+async def test_failover_reroutes_the_cookie_and_tells_the_cluster(cluster: NodeFactory) -> None:
+    a, b, c = (
+        await cluster("a", send_options=6),
+        await cluster("b", send_options=6),
+        await cluster("c", send_options=6),
+    )
+    await until_members([a, b, c], 2)
+    cookie = cookie_of(await a.request("POST", "/update", None, json={"cart": ["apple"]}))
+    token = cookie.split(".")[0]
+    # A request misrouted to b while a is alive: served, not renamed.
+    response = await b.request("GET", "/", cookie)
+    assert response.json() == {"cart": ["apple"]} and "set-cookie" not in response.headers
+    await a.manager.stop()  # a is gone
+    await until_members([b, c], 1)
+    response = await b.request("GET", "/", cookie)
+    assert response.json() == {"cart": ["apple"]}
+    assert cookie_of(response) == f"{token}.b"
+    assert await eventually(lambda: c.manager.store.get(token).route == "b")
+    # The old cookie still works (same session), and is handed the new id again.
+    response = await c.request("GET", "/", cookie)
+    assert response.json() == {"cart": ["apple"]} and cookie_of(response) == f"{token}.b"
+
+
+async def test_a_joining_node_gets_every_session_before_it_starts(cluster: NodeFactory) -> None:
+    a = await cluster("a", send_all_sessions_size=7)
+    cookies = [
+        cookie_of(await a.request("POST", "/update", None, json={"i": i})) for i in range(50)
+    ]
+    b = await cluster("b", send_all_sessions_size=7)  # start() returns after the transfer
+    assert b.manager.state_transferred is True
+    assert len(b.manager.store) == 50
+    for i, cookie in enumerate(cookies):
+        assert (await b.request("GET", "/", cookie)).json() == {"i": i}
+
+
+async def test_concurrent_writes_converge(cluster: NodeFactory) -> None:
+    nodes = [await cluster(r) for r in "abc"]
+    await until_members(nodes, 2)
+    cookie = cookie_of(await nodes[0].request("POST", "/update", None, json={"k": 0}))
+    await asyncio.sleep(0.2)  # let the session reach everyone before the race
+    await asyncio.gather(
+        *(
+            node.request("POST", "/update", cookie, json={"k": i, f"own{i}": i})
+            for i, node in enumerate(nodes)
+            for _ in range(5)
+        )
+    )
+
+    def same() -> bool:
+        views = [n.manager.store.get(cookie.split(".")[0]) for n in nodes]
+        return (
+            all(v is not None for v in views)
+            and len({repr(sorted(v.attributes.items())) for v in views}) == 1
+        )
+
+    assert await eventually(same, timeout=10)
+    final = (await nodes[1].request("GET", "/", cookie)).json()
+    assert {final["own0"], final["own1"], final["own2"]} == {0, 1, 2}  # disjoint keys survive
+
+
+async def test_invalidate_and_regenerate_replicate(cluster: NodeFactory) -> None:
+    a, b = await cluster("a", send_options=6), await cluster("b", send_options=6)
+    await until_members([a, b], 1)
+    cookie = cookie_of(await a.request("POST", "/update", None, json={"user": "alice"}))
+    new_id = (await a.request("POST", "/call/regenerate_id", cookie)).text
+    assert new_id != cookie
+    assert (await b.request("GET", "/", new_id)).json() == {"user": "alice"}
+    assert (await b.request("GET", "/", cookie)).json() == {}
+    await b.request("POST", "/call/invalidate", new_id)
+    assert (await a.request("GET", "/", new_id)).json() == {}
+    assert len(a.manager.store) == 0
+
+
+async def test_listeners_hear_remote_changes(cluster: NodeFactory) -> None:
+    heard: list[AttributeEvent] = []
+
+    class Ear(SessionListener):
+        def attribute_added(self, event: AttributeEvent) -> None:
+            heard.append(event)
+
+    a = await cluster("a", send_options=6)
+    b = await cluster("b", send_options=6, listeners=[Ear()])
+    await until_members([a, b], 1)
+    await a.request("POST", "/update", None, json={"user": "alice"})
+    assert [(e.name, e.value, e.remote) for e in heard] == [("user", "alice", True)]
+
+
+async def test_a_lost_delta_is_repaired(cluster: NodeFactory) -> None:
+    a, b = await cluster("a"), await cluster("b")
+    await until_members([a, b], 1)
+    cookie = cookie_of(await a.request("POST", "/update", None, json={"v": 1}))
+    token = cookie.split(".")[0]
+    assert await eventually(lambda: b.manager.store.get(token) is not None)
+    # Lose one delta: a writes while its channel has no members to send to.
+    members = a.manager.channel.table
+    saved = members._states.copy()
+    members._states.clear()
+    await a.request("POST", "/update", cookie, json={"v": 2, "lost": True})
+    members._states.update(saved)
+    await a.request("POST", "/update", cookie, json={"v": 3})  # b sees a gap in the numbers
+    assert await eventually(lambda: b.manager.store.buckets == a.manager.store.buckets, timeout=10)
+    assert (await b.request("GET", "/", cookie)).json() == {"v": 3, "lost": True}
