@@ -14,6 +14,7 @@ route to host" instead of a packet leaving the machine.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -197,10 +198,8 @@ class Network:
 
 
 def _kill(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
