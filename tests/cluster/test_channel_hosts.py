@@ -34,7 +34,11 @@ def test_killed_member_is_removed_everywhere_fast(network: Network) -> None:
         killed = time.time()
         network.kill_host(victim_host, signal.SIGKILL)
         survivors = nodes[:2]
-        assert wait_for(lambda: all(s.removals(victim_id) for s in survivors), 2.0)
+
+        def removed_everywhere(gone: str = victim_id, peers: list[ChannelNode] = survivors) -> bool:
+            return all(p.removals(gone) for p in peers)
+
+        assert wait_for(removed_everywhere, 2.0)
         delays += [s.removals(victim_id)[0]["time"] - killed for s in survivors]
         nodes[2] = ChannelNode(network, victim_host)  # a new member at the same address
         assert nodes[2].wait(lambda n: n.member_id is not None, 20)
