@@ -1,0 +1,87 @@
+"""uvicorn nodes in namespace hosts, reached over Unix sockets (no packet from the root namespace)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .network import Host, Network, wait_for
+from .nodes import SECRET
+
+
+class WebNode:
+    """``uvicorn tests.cluster.app:app`` on one host; HTTP over a Unix socket."""
+
+    def __init__(self, network: Network, host: Host, **env: str) -> None:
+        self.network = network
+        self.host = host
+        self.env = {
+            "CLUSTERSESSION_SECRET": SECRET,
+            "CLUSTERSESSION_DISTRIBUTABLE": "true",
+            "CLUSTERSESSION_JVM_ROUTE": host.name,
+            **env,
+        }
+        self.dir = Path(tempfile.mkdtemp(prefix=f"cs-{host.name}-"))
+        self.socket = self.dir / "http.sock"
+        self.log = self.dir / "uvicorn.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket)),
+            base_url=f"http://{host.name}",
+            timeout=10,
+        )
+
+    def start(self, *, wait: bool = True) -> WebNode:
+        """Start uvicorn; with ``wait``, return once it answers (after state transfer)."""
+        self.socket.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "uvicorn", "tests.cluster.app:app", "--uds", str(self.socket),
+                "--lifespan", "on", "--log-level", "warning"]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.process = self.network.run(self.host, argv, env=self.env, stdout=log, stderr=log)
+        if wait:
+            assert self.wait_ready(30), f"{self.host.name} did not start: {self.log.read_text()}"
+        return self
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Whether it answers ``/health`` before the deadline."""
+
+        def ready() -> bool:
+            try:
+                return self.client.get("/health").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        return wait_for(ready, timeout, interval=0.05)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal every process of the host."""
+        self.network.kill_host(self.host, sig)
+        if self.process is not None and sig in (signal.SIGKILL, signal.SIGTERM):
+            self.process.wait(timeout=15)
+
+    def request(self, method: str, path: str, cookie: str | None = None, **kw: Any) -> httpx.Response:
+        """One request carrying ``cookie`` (and nothing else from earlier requests)."""
+        self.client.cookies.clear()
+        headers = {"cookie": f"session={cookie}"} if cookie else {}
+        return self.client.request(method, path, headers=headers, **kw)
+
+    def state(self) -> dict[str, Any]:
+        """The node's session fingerprint and listener log."""
+        result: dict[str, Any] = self.client.get("/state").json()
+        return result
+
+    def close(self) -> None:
+        """Close the client (the network's teardown ends the process)."""
+        self.client.close()
+
+
+def cookie_of(response: httpx.Response) -> str:
+    """The session cookie a response sets."""
+    header = response.headers["set-cookie"]
+    return header.split(";", 1)[0].split("=", 1)[1]
