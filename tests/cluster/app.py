@@ -74,9 +74,7 @@ async def health(request: Request) -> JSONResponse:
 
 async def state(request: Request) -> JSONResponse:
     manager = middleware.manager
-    sessions = sorted(
-        (r.token, sorted(r.attributes.items()), r.route) for r in manager.store
-    )
+    sessions = sorted((r.token, sorted(r.attributes.items()), r.route) for r in manager.store)
     fingerprint = hashlib.sha256(repr(sessions).encode()).hexdigest()
     return JSONResponse({"sessions": len(sessions), "fingerprint": fingerprint, "heard": heard})
 

@@ -17,3 +17,11 @@ def network() -> Iterator[Network]:
         pytest.skip(_REASON)
     with Network(3) as net:
         yield net
+
+
+@pytest.fixture
+def network4() -> Iterator[Network]:
+    if _REASON is not None:
+        pytest.skip(_REASON)
+    with Network(4) as net:
+        yield net

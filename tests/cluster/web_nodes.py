@@ -1,4 +1,4 @@
-"""uvicorn nodes in namespace hosts, reached over Unix sockets (no packet from the root namespace)."""
+"""uvicorn nodes in namespace hosts, reached over Unix sockets (nothing from the root netns)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ class WebNode:
         if self.process is not None and sig in (signal.SIGKILL, signal.SIGTERM):
             self.process.wait(timeout=15)
 
-    def request(self, method: str, path: str, cookie: str | None = None, **kw: Any) -> httpx.Response:
+    def request(
+        self, method: str, path: str, cookie: str | None = None, **kw: Any
+    ) -> httpx.Response:
         """One request carrying ``cookie`` (and nothing else from earlier requests)."""
         self.client.cookies.clear()
         headers = {"cookie": f"session={cookie}"} if cookie else {}
