@@ -154,3 +154,51 @@ def test_expiry_everywhere_but_reads_keep_a_session_alive(network: Network, inte
     assert all(n.state()["sessions"] == 1 for n in (node1, node2, node3))
     assert reads(node2, idle) == {}
     assert reads(node2, busy) == {"busy": True}
+
+
+def test_two_nodes_starting_together_both_get_the_sessions(network: Network) -> None:
+    (node1,) = start_cluster(network, count=1)
+    cookies = [cookie_of(node1.request("POST", "/update", json={"i": i})) for i in range(200)]
+    node2, node3 = WebNode(network, network.hosts[1]), WebNode(network, network.hosts[2])
+    node2.start(wait=False)
+    node3.start(wait=False)
+    assert node2.wait_ready(30) and node3.wait_ready(30)
+    assert node2.state()["sessions"] == 200 and node3.state()["sessions"] == 200
+    assert reads(node3, cookies[123]) == {"i": 123}
+
+
+@pytest.mark.parametrize("mode", ["6", "8"])
+def test_rolling_restart_loses_nothing(network: Network, mode: str) -> None:
+    nodes = start_cluster(network, CLUSTERSESSION_CHANNEL_SEND_OPTIONS=mode)
+    cookies = [cookie_of(nodes[0].request("POST", "/update", json={"n": -1})) for _ in range(20)]
+    acknowledged: dict[str, int] = {}
+    stop = threading.Event()
+
+    def client() -> None:  # a balancer sending each request to the next node that answers
+        i = 0
+        while not stop.is_set():
+            cookie = cookies[i % len(cookies)]
+            node = nodes[i % len(nodes)]
+            try:
+                response = node.request("POST", "/update", cookie, json={"n": i})
+            except Exception:  # the node is restarting: not acknowledged, try the next
+                response = None
+            if response is not None and response.status_code == 200:
+                acknowledged[cookie] = i
+            i += 1
+
+    writer = threading.Thread(target=client)
+    writer.start()
+    try:
+        for node in nodes:
+            node.kill(signal.SIGTERM)  # graceful: lifespan shutdown, the node leaves
+            node.start()
+    finally:
+        stop.set()
+        writer.join()
+    assert wait_for(lambda: len({n.state()["fingerprint"] for n in nodes}) == 1, 15)
+    for node in nodes:
+        assert node.state()["sessions"] == len(cookies)  # no session lost, in either mode
+    if mode == "6":  # every acknowledged write is on every node
+        for cookie, value in acknowledged.items():
+            assert all(reads(n, cookie)["n"] == value for n in nodes), cookie
