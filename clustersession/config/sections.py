@@ -413,16 +413,39 @@ class RouteBinderConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StatusValveConfig:
+    """The cluster status page and JSON served by the middleware (ours; Tomcat has JMX).
+
+    ``path`` (e.g. ``"/cluster-status"``; ``""`` = off) serves an HTML page there
+    and JSON at ``path + ".json"``. With ``token`` set, a request must carry it
+    (``Authorization: Bearer <token>`` or ``?token=<token>``); without one, only
+    clients on the loopback address are answered.
+    """
+
+    path: str = ""
+    token: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        p = "valves.status."
+        path = check_str(p + "path", self.path, allowed="'' or a path starting with '/'")
+        if path and not path.startswith("/"):
+            raise ConfigError(p + "path", path, "does not start with '/'", "'' or '/...'")
+        check_str(p + "token", self.token)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ValvesConfig:
     """The request-pipeline steps the cluster adds (Tomcat ``<Valve>`` elements)."""
 
     replication: ReplicationValveConfig = field(default_factory=ReplicationValveConfig)
     route_binder: RouteBinderConfig = field(default_factory=RouteBinderConfig)
+    status: StatusValveConfig = field(default_factory=StatusValveConfig)
 
     def __post_init__(self) -> None:
         for name, cls in (
             ("replication", ReplicationValveConfig),
             ("route_binder", RouteBinderConfig),
+            ("status", StatusValveConfig),
         ):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(

@@ -17,6 +17,7 @@ from ..sessions.manager import LocalManager
 from ..sessions.record import SessionRecord
 from ..sessions.session import Session, UnserialisableChange
 from .cookies import SameSite, SessionCookie
+from .status import StatusPage
 
 logger = logging.getLogger("clustersession")
 
@@ -93,6 +94,7 @@ class ClusterSessionMiddleware:
         # ReplicationValve's filter: requests whose path matches never replicate.
         self._filter = re.compile(valves.replication.filter) if valves.replication.filter else None
         self._route_binder = valves.route_binder
+        self.status = StatusPage(valves.status, self.manager, self.config.jvm_route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -105,6 +107,9 @@ class ClusterSessionMiddleware:
 
         if not self.manager.started:
             await self.manager.start()
+        if kind == "http" and self.status.matches(scope["path"]):
+            await self.status(scope, receive, send)
+            return
         now = self.manager.clock()
         record, cookie_route = self._load(scope)
         session = Session(

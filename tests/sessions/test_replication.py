@@ -255,3 +255,16 @@ async def test_a_lost_delta_is_repaired(cluster: NodeFactory) -> None:
     await a.request("POST", "/update", cookie, json={"v": 3})  # b sees a gap in the numbers
     assert await eventually(lambda: b.manager.store.buckets == a.manager.store.buckets, timeout=10)
     assert (await b.request("GET", "/", cookie)).json() == {"v": 3, "lost": True}
+
+
+async def test_status_json_shows_members_and_traffic(cluster: NodeFactory) -> None:
+    from clustersession.web.status import snapshot
+
+    a, b = await cluster("a", send_options=6), await cluster("b", send_options=6)
+    await until_members([a, b], 1)
+    await a.request("POST", "/update", None, json={"x": 1})
+    data = snapshot(a.manager, "a")
+    assert data["distributable"] and data["sessions"] == 1
+    (member,) = data["members"]
+    assert member["route"] == "b" and member["messages_sent"] >= 1
+    assert data["replication"]["deltas_sent"] >= 1

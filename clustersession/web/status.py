@@ -1,0 +1,196 @@
+"""The cluster status page and JSON (our answer to Tomcat's JMX beans and manager app).
+
+Served by the middleware at ``valves.status.path`` (HTML) and ``path + ".json"``,
+when configured. Protected by ``valves.status.token``, or, without one, answered
+only for clients on a loopback address.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import math
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.types import Receive, Scope, Send
+
+from ..config.sections import StatusValveConfig
+from ..sessions.delta_manager import DeltaManager
+from ..sessions.manager import LocalManager
+
+_LOOPBACK = ("127.", "::1")
+
+
+def snapshot(manager: LocalManager, route: str) -> dict[str, Any]:
+    """What the status page shows, as plain data."""
+    data: dict[str, Any] = {
+        "route": route,
+        "time": time.time(),
+        "sessions": len(manager.store),
+        "tombstones": len(manager.tombstones),
+        "distributable": isinstance(manager, DeltaManager),
+        "members": [],
+    }
+    if not isinstance(manager, DeltaManager):
+        return data
+    channel = manager.channel
+    stats = channel.stats()
+    peers: dict[str, dict[str, Any]] = stats.pop("peers")
+    local = channel.local
+    data["local"] = {
+        "id": local.id.hex(),
+        "host": local.host,
+        "port": local.port,
+        "route": local.route,
+        "alive_s": round(local.alive_for(), 1),
+    }
+    for member in channel.members:
+        traffic = peers.get(str(member), {})
+        data["members"].append(
+            {
+                "id": member.id.hex(),
+                "host": member.host,
+                "port": member.port,
+                "route": member.route,
+                "state": "alive",
+                "alive_s": round(member.alive_for(), 1),
+                "messages_sent": traffic.get("messages_sent", 0),
+                "messages_received": traffic.get("messages_received", 0),
+                "failed_sends": traffic.get("failed_sends", 0),
+                "mean_ack_ms": traffic.get("mean_ack_ms", 0.0),
+            }
+        )
+    data["replication"] = {
+        **manager.counters,
+        "state_transferred": manager.state_transferred,
+        "send_options": manager.config.channel_send_options,
+    }
+    data["channel"] = stats
+    return data
+
+
+class StatusPage:
+    """An ASGI endpoint for the status page, in front of the app."""
+
+    def __init__(self, config: StatusValveConfig, manager: LocalManager, route: str) -> None:
+        self.path = config.path
+        self.token = config.token
+        self.manager = manager
+        self.route = route
+
+    def matches(self, path: str) -> bool:
+        """Whether a request path is the page or its JSON."""
+        return bool(self.path) and path in (self.path, self.path + ".json")
+
+    def allowed(self, scope: Scope) -> bool:
+        """The token, or (without one) a loopback client."""
+        if self.token:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            offered = query.get("token", [""])[0]
+            for name, value in scope["headers"]:
+                if name == b"authorization" and value.startswith(b"Bearer "):
+                    offered = value[7:].decode("latin-1")
+            return hmac.compare_digest(offered.encode(), self.token.encode())
+        client = scope.get("client")
+        return client is not None and str(client[0]).startswith(_LOOPBACK)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.allowed(scope):
+            response: Any = PlainTextResponse("forbidden: see valves.status.token", 403)
+        else:
+            data = snapshot(self.manager, self.route)
+            if scope["path"].endswith(".json"):
+                response = JSONResponse(data)
+            else:
+                response = HTMLResponse(render(data, json_path=self.path + ".json"))
+        await response(scope, receive, send)
+
+
+def render(data: dict[str, Any], *, json_path: str) -> str:
+    """The HTML page: a picture of the members, then the numbers."""
+    esc = html.escape
+    members = data["members"]
+    rows = (
+        "".join(
+            f"<tr><td>{esc(m['route'])}</td><td>{esc(m['host'])}:{m['port']}</td>"
+            f"<td>{esc(m['state'])}</td><td>{m['alive_s']:.0f} s</td>"
+            f"<td>{m['messages_sent']}</td><td>{m['messages_received']}</td>"
+            f"<td>{m['failed_sends']}</td><td>{m['mean_ack_ms']:.2f}</td></tr>"
+            for m in members
+        )
+        or '<tr><td colspan="8"><em>no other member</em></td></tr>'
+    )
+    counters = data.get("replication", {})
+    numbers = "".join(
+        f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in counters.items()
+    )
+    mode = "replicated to every member" if data["distributable"] else "local (not distributable)"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="2">
+<title>cluster status: {esc(data["route"])}</title>
+<style>
+ body {{ font-family: system-ui, sans-serif; margin: 1rem auto; max-width: 60rem;
+        padding: 0 1rem; }}
+ table {{ border-collapse: collapse; margin: .5rem 0 1.5rem; }}
+ td, th {{ border-bottom: 1px solid #ddd; padding: .25rem .6rem; text-align: left; }}
+ svg {{ max-width: 100%; height: auto; }}
+ .wide {{ overflow-x: auto; }}
+</style></head><body>
+<h1>Cluster status</h1>
+<p>This node: <strong>{esc(data["route"])}</strong> &middot; {data["sessions"]} sessions,
+{mode} &middot; <a href="{esc(json_path)}">JSON</a></p>
+{diagram(data)}
+<h2>Members</h2>
+<div class="wide"><table>
+<tr><th>route</th><th>address</th><th>state</th><th>age</th><th>msgs sent</th>
+<th>msgs received</th><th>failed sends</th><th>ack ms</th></tr>
+{rows}
+</table></div>
+<h2>Replication</h2>
+<table>{numbers or "<tr><td><em>none: sessions are local</em></td></tr>"}</table>
+</body></html>
+"""
+
+
+def diagram(data: dict[str, Any]) -> str:
+    """An inline SVG: this node in the middle, members around it, traffic on the edges."""
+    width, height, radius = 520, 320, 120
+    cx, cy = width / 2, height / 2
+    members = data["members"]
+    parts = [f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="cluster members">']
+    for i, member in enumerate(members):
+        angle = 2 * math.pi * i / max(len(members), 1) - math.pi / 2
+        x, y = cx + radius * math.cos(angle) * 1.6, cy + radius * math.sin(angle)
+        traffic = member["messages_sent"] + member["messages_received"]
+        stroke = 1 + min(traffic, 10_000) ** 0.25
+        parts.append(
+            f'<line x1="{cx:.0f}" y1="{cy:.0f}" x2="{x:.0f}" y2="{y:.0f}" '
+            f'stroke="#6a8" stroke-width="{stroke:.1f}"/>'
+            f'<text x="{(cx + x) / 2:.0f}" y="{(cy + y) / 2 - 4:.0f}" font-size="11" '
+            f'text-anchor="middle" fill="#375">&#8594;{member["messages_sent"]} '
+            f"&#8592;{member['messages_received']}</text>"
+        )
+        parts.append(
+            node_circle(x, y, member["route"], f"{member['host']}:{member['port']}", "#dfe")
+        )
+    local = data.get("local", {})
+    address = f"{local.get('host') or '*'}:{local.get('port', '')}" if local else "one node"
+    parts.append(node_circle(cx, cy, data["route"] + " (this)", address, "#cde"))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def node_circle(x: float, y: float, title: str, subtitle: str, fill: str) -> str:
+    """One member in the diagram."""
+    esc = html.escape
+    return (
+        f'<circle cx="{x:.0f}" cy="{y:.0f}" r="34" fill="{fill}" stroke="#357"/>'
+        f'<text x="{x:.0f}" y="{y - 2:.0f}" font-size="13" text-anchor="middle">{esc(title)}</text>'
+        f'<text x="{x:.0f}" y="{y + 14:.0f}" font-size="10" text-anchor="middle">'
+        f"{esc(subtitle)}</text>"
+    )
