@@ -1,16 +1,24 @@
-"""A small FastAPI app whose cart and counter live in a clustersession session."""
+"""The demo: a cart and a counter kept in a replicated session, and the cluster around it.
+
+Every page says which node served it, the session id and its route, and who the
+members are; kill the node that served you and reload through the balancer (or
+another port): the cart is still there, and the id's route now names the new node.
+Configured from ``CLUSTERSESSION_*`` variables (``python -m demo_app`` sets them).
+"""
 
 from __future__ import annotations
 
 import html
 import os
 import secrets
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from clustersession import ClusterConfig, ClusterSessionMiddleware, Session
+from clustersession.web.status import snapshot
 
 config = ClusterConfig.from_env()
 app = FastAPI(title="clustersession demo")
@@ -20,43 +28,67 @@ app.add_middleware(
     config=config,
 )
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>clustersession demo</title>
-<style>
- body {{ font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto;
-        padding: 0 1rem; }}
- code {{ background: #f2f2f2; padding: 0 .3em; word-break: break-all; }}
- form {{ display: inline; }}
-</style></head>
-<body>
-<h1>clustersession demo</h1>
-<p>Served by node <strong>{node}</strong>. Session <code>{session_id}</code>
-({state}).</p>
-<p>Visits in this session: <strong>{visits}</strong></p>
-<h2>Cart</h2>
-<ul>{items}</ul>
-<form method="post" action="/cart"><input name="item" placeholder="an item" required>
-<button>Add</button></form>
-<form method="post" action="/logout"><button>Forget me</button></form>
-</body></html>
+STYLE = """
+ body { font-family: system-ui, sans-serif; max-width: 44rem; margin: 1.5rem auto;
+        padding: 0 1rem; line-height: 1.4; }
+ .node { font-size: 1.4rem; padding: .6rem 1rem; border-radius: .5rem; background: #e8f1ff; }
+ code { background: #f2f2f2; padding: 0 .3em; word-break: break-all; }
+ ul.members li.me { font-weight: bold; }
+ form { display: inline-block; margin: .2rem .4rem .2rem 0; }
+ input, button { font-size: 1rem; padding: .35rem .6rem; }
+ footer { margin-top: 2rem; color: #666; font-size: .9rem; }
 """
+
+
+def session_of(request: Request) -> Session:
+    session = request.session
+    assert isinstance(session, Session)
+    return session
+
+
+def cluster_view(request: Request) -> dict[str, Any]:
+    """Members and counters as the status page sees them."""
+    middleware = request.scope["clustersession"]
+    return snapshot(middleware.manager, config.jvm_route)
 
 
 @app.get("/", response_class=HTMLResponse)
 def index(request: Request) -> str:
-    session = request.session
-    assert isinstance(session, Session)
+    session = session_of(request)
     session["visits"] = session.get("visits", 0) + 1
-    items = "".join(f"<li>{html.escape(item)}</li>" for item in session.get("cart", []))
-    return PAGE.format(
-        node=html.escape(config.jvm_route),
-        session_id=html.escape(session.id),
-        state="new" if session.is_new else "existing",
-        visits=session["visits"],
-        items=items or "<li><em>empty</em></li>",
-    )
+    cart = session.get("cart", [])
+    view = cluster_view(request)
+    esc = html.escape
+    items = "".join(f"<li>{esc(str(item))}</li>" for item in cart) or "<li><em>empty</em></li>"
+    members = [f'<li class="me">{esc(config.jvm_route)} (this node)</li>']
+    members += [
+        f"<li>{esc(m['route'])} &middot; {esc(m['host'])}:{m['port']} &middot; "
+        f"up {m['alive_s']:.0f} s</li>"
+        for m in view["members"]
+    ]
+    token, _, route = session.id.partition(".")
+    state = "new" if session.is_new else "existing"
+    mode = "replicated" if view["distributable"] else "local only"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>clustersession demo: {esc(config.jvm_route)}</title><style>{STYLE}</style></head>
+<body>
+<h1>clustersession demo</h1>
+<p class="node">Served by <strong id="node">{esc(config.jvm_route)}</strong></p>
+<p>Session <code id="session-id">{esc(token)}.<strong>{esc(route)}</strong></code> ({state},
+{mode}); visits in this session: <strong id="visits">{session["visits"]}</strong></p>
+<h2>Cart</h2>
+<ul id="cart">{items}</ul>
+<form method="post" action="/cart"><input name="item" placeholder="an item" required
+ aria-label="item"> <button>Add to cart</button></form>
+<form method="post" action="/logout"><button>Log out (invalidate)</button></form>
+<h2>Cluster</h2>
+<ul class="members" id="members">{"".join(members)}</ul>
+<p><a href="/cluster-status">Cluster status</a> (members, replication counters)</p>
+<footer>Kill the node that served you, then reload: the cart stays, the route changes.</footer>
+</body></html>
+"""
 
 
 @app.post("/cart")
@@ -65,16 +97,20 @@ async def add_to_cart(request: Request) -> RedirectResponse:
     fields = parse_qs((await request.body()).decode("utf-8", "replace"))
     item = fields.get("item", [""])[0].strip()
     if item:
-        request.session.setdefault("cart", []).append(item[:100])
+        session_of(request).setdefault("cart", []).append(item[:100])
     return RedirectResponse("/", status_code=303)
 
 
 @app.post("/logout")
 def logout(request: Request) -> RedirectResponse:
-    session = request.session
-    assert isinstance(session, Session)
-    session.invalidate()
+    session_of(request).invalidate()
     return RedirectResponse("/", status_code=303)
+
+
+@app.get("/api/session")
+def session_json(request: Request) -> dict[str, Any]:
+    session = session_of(request)
+    return {"node": config.jvm_route, "id": session.id if session else None, "data": dict(session)}
 
 
 @app.get("/health")

@@ -122,6 +122,7 @@ class ClusterSessionMiddleware:
         # or a renamed session): hand it the current id even if nothing changes.
         session.cookie_stale = record is not None and cookie_route != record.route
         scope["session"] = session
+        scope["clustersession"] = self  # for apps that show the cluster (see web.status)
         if kind == "websocket":
             # No response headers to carry a cookie: only an existing session is saved.
             await self.app(scope, receive, send)
