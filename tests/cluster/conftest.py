@@ -25,3 +25,11 @@ def network4() -> Iterator[Network]:
         pytest.skip(_REASON)
     with Network(4) as net:
         yield net
+
+
+@pytest.fixture
+def network_with_lb() -> Iterator[Network]:
+    if _REASON is not None:
+        pytest.skip(_REASON)
+    with Network(3, lb=True) as net:
+        yield net

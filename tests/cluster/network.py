@@ -97,23 +97,29 @@ class Network:
         ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
         ip("-n", self.switch, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
         ip("-n", self.switch, "link", "set", "br0", "up")
-        hosts_file = "".join(f"{h.address} {h.name}\n" for h in self.all_hosts)
-        hosts_file += "".join(f"{h.address} cluster\n" for h in self.hosts)
+        hosts_file = self._hosts_file()
         for host in self.all_hosts:
-            port = f"p-{host.name}"
-            ip("netns", "add", host.netns)
-            ip("-n", host.netns, "link", "set", "lo", "up")
-            ip("link", "add", "eth0", "netns", host.netns, "type", "veth", "peer", "name", port,
-               "netns", self.switch)  # fmt: skip
-            ip("-n", self.switch, "link", "set", port, "master", "br0", "up")
-            ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
-            ip("-n", host.netns, "link", "set", "eth0", "up")
-            ip("-n", host.netns, "route", "add", "224.0.0.0/4", "dev", "eth0")
-            etc = Path("/etc/netns") / host.netns
-            etc.mkdir(parents=True, exist_ok=True)
-            # `ip netns exec` bind-mounts this over /etc/hosts: peers by name, and
-            # "cluster" resolving to every node (the DNS-membership case).
-            (etc / "hosts").write_text(f"127.0.0.1 localhost\n{hosts_file}")
+            self._attach(host, hosts_file)
+
+    def _hosts_file(self) -> str:
+        hosts_file = "".join(f"{h.address} {h.name}\n" for h in self.all_hosts)
+        return hosts_file + "".join(f"{h.address} cluster\n" for h in self.hosts)
+
+    def _attach(self, host: Host, hosts_file: str) -> None:
+        port = f"p-{host.name}"
+        ip("netns", "add", host.netns)
+        ip("-n", host.netns, "link", "set", "lo", "up")
+        ip("link", "add", "eth0", "netns", host.netns, "type", "veth", "peer", "name", port,
+           "netns", self.switch)  # fmt: skip
+        ip("-n", self.switch, "link", "set", port, "master", "br0", "up")
+        ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
+        ip("-n", host.netns, "link", "set", "eth0", "up")
+        ip("-n", host.netns, "route", "add", "224.0.0.0/4", "dev", "eth0")
+        etc = Path("/etc/netns") / host.netns
+        etc.mkdir(parents=True, exist_ok=True)
+        # `ip netns exec` bind-mounts this over /etc/hosts: peers by name, and
+        # "cluster" resolving to every node (the DNS-membership case).
+        (etc / "hosts").write_text(f"127.0.0.1 localhost\n{hosts_file}")
 
     def down(self) -> None:
         """Kill every process in the hosts, delete the namespaces and their files."""
