@@ -11,25 +11,26 @@ from .network import Network, unavailable_reason
 _REASON = unavailable_reason()
 
 
-@pytest.fixture
-def network() -> Iterator[Network]:
+def _network(hosts: int, *, lb: bool = False) -> Iterator[Network]:
     if _REASON is not None:
         pytest.skip(_REASON)
-    with Network(3) as net:
+    with Network(hosts, lb=lb) as net:
         yield net
+
+
+@pytest.fixture
+def network() -> Iterator[Network]:
+    """Three hosts, node1..node3."""
+    yield from _network(3)
 
 
 @pytest.fixture
 def network4() -> Iterator[Network]:
-    if _REASON is not None:
-        pytest.skip(_REASON)
-    with Network(4) as net:
-        yield net
+    """Four hosts, node1..node4."""
+    yield from _network(4)
 
 
 @pytest.fixture
 def network_with_lb() -> Iterator[Network]:
-    if _REASON is not None:
-        pytest.skip(_REASON)
-    with Network(3, lb=True) as net:
-        yield net
+    """Three hosts and a load-balancer host."""
+    yield from _network(3, lb=True)
