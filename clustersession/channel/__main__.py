@@ -58,6 +58,16 @@ class _Printer:
         self.emit("removed", member, reason=reason)
 
 
+async def _send_load(channel: GroupChannel, per_second: float) -> None:
+    """Send test messages to every member (async option) at a steady rate."""
+    payload = b"x" * 512  # about a small session delta
+    period = 1 / per_second
+    while True:
+        with contextlib.suppress(Exception):  # failures are counted by the channel
+            await channel.send(None, payload, 8)
+        await asyncio.sleep(period)
+
+
 def load_config(args: argparse.Namespace) -> ClusterConfig:
     """The config the arguments name (environment applied on top)."""
     if args.config:
@@ -67,7 +77,9 @@ def load_config(args: argparse.Namespace) -> ClusterConfig:
     return ClusterConfig.from_env()
 
 
-async def run(config: ClusterConfig, printer: _Printer, duration: float | None) -> None:
+async def run(
+    config: ClusterConfig, printer: _Printer, duration: float | None, load: float = 0.0
+) -> None:
     """Join, print events until stopped (signal or ``duration``), then leave."""
     channel = GroupChannel(config)
     channel.add_membership_listener(printer)
@@ -77,8 +89,13 @@ async def run(config: ClusterConfig, printer: _Printer, duration: float | None) 
         loop.add_signal_handler(sig, stop.set)
     await channel.start()
     printer.emit("ready", channel.local, membership=config.membership.kind)
+    sender = loop.create_task(_send_load(channel, load)) if load > 0 else None
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), duration)
+    if sender is not None:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
     await channel.stop()
     printer.emit("stopped", channel.local, stats=channel.stats())
 
@@ -92,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--duration", type=float, help="leave after this many seconds")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--load", type=float, default=0.0, help="send this many test messages/s to all members"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
@@ -101,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))
     try:
-        asyncio.run(run(config, _Printer(sys.stdout, as_json=args.json), args.duration))
+        printer = _Printer(sys.stdout, as_json=args.json)
+        asyncio.run(run(config, printer, args.duration, args.load))
     except (OSError, RuntimeError) as exc:
         logging.getLogger("clustersession.channel").error("cannot run the channel: %s", exc)
         return 1

@@ -18,7 +18,7 @@ SECRET = "cluster-test-secret-0123456789"
 class ChannelNode:
     """``python -m clustersession.channel --json`` on one host; its events, timestamped."""
 
-    def __init__(self, network: Network, host: Host, **env: str) -> None:
+    def __init__(self, network: Network, host: Host, *, load: int = 0, **env: str) -> None:
         self.host = host
         base = {
             "CLUSTERSESSION_SECRET": SECRET,
@@ -28,7 +28,16 @@ class ChannelNode:
         base.update(env)
         self.process = network.run(
             host,
-            [sys.executable, "-m", "clustersession.channel", "--json", "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "clustersession.channel",
+                "--json",
+                "--log-level",
+                "WARNING",
+                "--load",
+                str(load),
+            ],
             env=base,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -78,9 +87,9 @@ class ChannelNode:
         return wait_for(lambda: predicate(self), timeout)
 
 
-def start_nodes(network: Network, **env: str) -> list[ChannelNode]:
-    """One channel node per host, all ready."""
-    nodes = [ChannelNode(network, host, **env) for host in network.hosts]
+def start_nodes(network: Network, *, load: int = 0, **env: str) -> list[ChannelNode]:
+    """One channel node per host, all ready (each sending ``load`` messages/s)."""
+    nodes = [ChannelNode(network, host, load=load, **env) for host in network.hosts]
     for node in nodes:
         assert node.wait(lambda n: n.member_id is not None, 20), f"{node.host.name} never started"
     return nodes

@@ -8,6 +8,8 @@ import statistics
 import time
 from pathlib import Path
 
+import pytest
+
 from .network import Network, wait_for
 from .nodes import ChannelNode, all_see_each_other, start_nodes
 
@@ -22,8 +24,9 @@ def test_members_find_each_other_within_two_heartbeats(network: Network) -> None
     assert last_added - last_ready <= 1.0  # two heartbeats of 500 ms
 
 
-def test_killed_member_is_removed_everywhere_fast(network: Network) -> None:
-    nodes = start_nodes(network)
+@pytest.mark.parametrize("load", [0, 500], ids=["idle", "under-load"])
+def test_killed_member_is_removed_everywhere_fast(network: Network, load: int) -> None:
+    nodes = start_nodes(network, load=load)
     assert wait_for(lambda: all_see_each_other(nodes), 5)
     victim_host = network.hosts[2]
     delays = []
@@ -40,12 +43,12 @@ def test_killed_member_is_removed_everywhere_fast(network: Network) -> None:
 
         assert wait_for(removed_everywhere, 2.0)
         delays += [s.removals(victim_id)[0]["time"] - killed for s in survivors]
-        nodes[2] = ChannelNode(network, victim_host)  # a new member at the same address
+        nodes[2] = ChannelNode(network, victim_host, load=load)  # new member, same address
         assert nodes[2].wait(lambda n: n.member_id is not None, 20)
         assert wait_for(lambda: all_see_each_other(nodes), 5)
     ARTIFACTS.mkdir(exist_ok=True)
-    report = {"sigkill_removal_s": delays, "median_s": statistics.median(delays)}
-    (ARTIFACTS / "failure-detection.json").write_text(json.dumps(report, indent=2))
+    report = {"sigkill_removal_s": delays, "median_s": statistics.median(delays), "load": load}
+    (ARTIFACTS / f"failure-detection-{load}.json").write_text(json.dumps(report, indent=2))
     assert max(delays) < 2.0
     assert statistics.median(delays) < 1.0  # the target
 
