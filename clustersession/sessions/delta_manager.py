@@ -165,7 +165,8 @@ class DeltaManager(LocalManager):
         payload = messages.encode(Message(Kind.DELTA, seq=self._seq, changes=changes))
         try:
             await self.channel.send(None, payload)
-            self.counters["deltas_sent"] += len(changes)
+            if self.channel.members:
+                self.counters["deltas_sent"] += len(changes)
         except (ChannelError, ValueError) as exc:
             # Never the user's problem: anti-entropy repairs what did not arrive.
             self.counters["replication_failures"] += 1

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from . import codec
 from .change import Change, full_digest, merge, new_record, snapshot
-from .clock import HybridClock
+from .clock import HybridClock, stamp_time
 from .listeners import AttributeEvent, DestroyReason, SessionEvent, SessionListener
 from .record import SessionDelta, SessionRecord
 from .store import SessionStore
@@ -188,7 +188,8 @@ class LocalManager:
         previous_id: str | None = None
         if change.renamed_from is not None:
             old = self.store.pop(change.renamed_from)
-            self._tombstone(change.renamed_from, self.hlc.stamp())
+            # The rename's own stamp: every node then forgets the old id at the same time.
+            self._tombstone(change.renamed_from, max(change.stamps(), default=self.hlc.stamp()))
             if old is not None and record is None:
                 previous_id = old.session_id
                 old.token = change.token
@@ -224,7 +225,12 @@ class LocalManager:
         if token in self.tombstones:
             return
         ttl = min(max(MIN_TOMBSTONE_SECONDS, 2 * self.default_interval), MAX_TOMBSTONE_SECONDS)
-        self.tombstones[token] = (stamp, self.clock() + ttl)
+        # Counted from the invalidation's stamp, not from when this node heard of it,
+        # so all nodes forget it together and anti-entropy never passes it back.
+        forget_at = stamp_time(stamp) + ttl
+        if forget_at <= self.clock():
+            return
+        self.tombstones[token] = (stamp, forget_at)
         self.store.dead(token)
 
     def _destroy(self, record: SessionRecord, reason: DestroyReason, *, remote: bool) -> None:

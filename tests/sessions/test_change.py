@@ -92,3 +92,27 @@ def test_wire_round_trip() -> None:
 def test_malformed_wire_changes_are_refused(data: object) -> None:
     with pytest.raises(WireError):
         from_wire(data)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bucket_digests_agree_when_the_sessions_do(seed: int) -> None:
+    from clustersession.sessions.manager import LocalManager
+
+    rng = random.Random(seed)
+    changes = []
+    for token in ("t1", "t2", "t3"):
+        for change in random_changes(seed, 20):
+            change.token = token
+            changes.append(change)
+    changes.append(Change("t2", 0.0, invalidated=HybridClock(9).stamp()))
+    left, right = LocalManager(), LocalManager()
+    for change in changes:
+        left.apply(change, remote=True)
+    rng.shuffle(changes)
+    for change in changes:
+        right.apply(change, remote=True)
+    assert left.store.buckets == right.store.buckets
+    assert {r.token for r in left.store} == {r.token for r in right.store} == {"t1", "t3"}
+    assert sorted(left.store.get("t1").attributes.items()) == sorted(
+        right.store.get("t1").attributes.items()
+    )
