@@ -19,8 +19,9 @@ demo: $(STAMP)
 ## Set up and run everything CI runs: lint, type check, the whole test suite.
 test: $(STAMP) system-deps lint typecheck unit
 
-system-deps:
+system-deps: $(STAMP)
 	bash scripts/system-deps.sh
+	bash scripts/browser-deps.sh $(VENV)
 
 lint: $(STAMP)
 	$(BIN)/ruff check clustersession tests bench demo_app

@@ -142,7 +142,7 @@ def render(data: dict[str, Any], *, json_path: str) -> str:
  .wide {{ overflow-x: auto; }}
 </style></head><body>
 <h1>Cluster status</h1>
-<p>This node: <strong>{esc(data["route"])}</strong> &middot; {data["sessions"]} sessions,
+<p>This node: <strong>{esc(data["route"])}</strong> &middot; {plural(data["sessions"], "session")},
 {mode} &middot; <a href="{esc(json_path)}">JSON</a></p>
 {diagram(data)}
 <h2>Members</h2>
@@ -155,6 +155,11 @@ def render(data: dict[str, Any], *, json_path: str) -> str:
 <table>{numbers or "<tr><td><em>none: sessions are local</em></td></tr>"}</table>
 </body></html>
 """
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def diagram(data: dict[str, Any]) -> str:
@@ -189,7 +194,7 @@ def node_circle(x: float, y: float, title: str, subtitle: str, fill: str) -> str
     """One member in the diagram."""
     esc = html.escape
     return (
-        f'<circle cx="{x:.0f}" cy="{y:.0f}" r="34" fill="{fill}" stroke="#357"/>'
+        f'<circle cx="{x:.0f}" cy="{y:.0f}" r="44" fill="{fill}" stroke="#357"/>'
         f'<text x="{x:.0f}" y="{y - 2:.0f}" font-size="13" text-anchor="middle">{esc(title)}</text>'
         f'<text x="{x:.0f}" y="{y + 14:.0f}" font-size="10" text-anchor="middle">'
         f"{esc(subtitle)}</text>"
