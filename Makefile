@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean system-deps
+.PHONY: demo test lint typecheck unit bench clean system-deps compose-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m demo_app
 
-## Set up and run everything CI runs: lint, type check, the whole test suite.
-test: $(STAMP) system-deps lint typecheck unit
+## Set up and run everything CI runs: lint, type check, the whole test suite, and the
+## docker-compose demo in a throwaway Docker engine (root only: it starts the engine).
+test: $(STAMP) system-deps lint typecheck unit compose-demo
+
+compose-demo:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/compose-demo.sh; \
+	else echo "compose-demo: not run: it needs root to start a Docker engine"; fi
 
 system-deps: $(STAMP)
 	bash scripts/system-deps.sh
