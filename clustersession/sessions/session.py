@@ -45,6 +45,11 @@ class Session(StarletteSession):
 
     cookie_stale = False
     """Set by the middleware when the client's cookie names an outdated route."""
+    retired = False
+    """Set by the middleware when the cookie names an id that invalidate() or
+    regenerate_id() retired: the request sees an empty session, and what it writes is
+    dropped, so it can neither reach the renamed session (the point of regenerating
+    an id) nor start a second session beside it."""
 
     def __init__(
         self,

@@ -111,7 +111,7 @@ class ClusterSessionMiddleware:
             await self.status(scope, receive, send)
             return
         now = self.manager.clock()
-        record, cookie_route = self._load(scope)
+        record, cookie_route, retired = self._load(scope)
         session = Session(
             self.ids,
             record,
@@ -121,6 +121,7 @@ class ClusterSessionMiddleware:
         # The client's cookie names another route than the session has (a failover,
         # or a renamed session): hand it the current id even if nothing changes.
         session.cookie_stale = record is not None and cookie_route != record.route
+        session.retired = retired
         scope["session"] = session
         scope["clustersession"] = self  # for apps that show the cluster (see web.status)
         if kind == "websocket":
@@ -141,19 +142,20 @@ class ClusterSessionMiddleware:
 
         await self.app(scope, receive, send_wrapper)
 
-    def _load(self, scope: Scope) -> tuple[SessionRecord | None, str | None]:
+    def _load(self, scope: Scope) -> tuple[SessionRecord | None, str | None, bool]:
+        """The session the cookie names, the route it names, and whether its id is retired."""
         value = self.cookie.read(scope["headers"])
         if value is None or self._sessions_expire_at_once:
-            return None, None
+            return None, None, False
         parsed = self.ids.parse(value)
         if parsed is None:
             logger.debug("refused session cookie %.60r: malformed or bad signature", value)
-            return None, None
+            return None, None, False
         token, route = parsed
         record = self.manager.lookup(token)
         if record is not None and isinstance(self.manager, DeltaManager):
             self._bind_route(scope, record, value)
-        return record, route
+        return record, route, record is None and token in self.manager.tombstones
 
     def _bind_route(self, scope: Scope, record: SessionRecord, original_id: str) -> None:
         """JvmRouteBinderValve: take over the sessions of a node that is gone.
@@ -180,6 +182,9 @@ class ClusterSessionMiddleware:
         if not session.accessed and not session.cookie_stale:
             return
         headers = message.setdefault("headers", [])
+        if session.retired and not session.was_invalidated:
+            headers.append((b"vary", b"Cookie"))
+            return  # an id retired by invalidate()/regenerate_id(): no new cookie either
         if not isinstance(headers, list):
             headers = message["headers"] = list(headers)
         if any(name.lower() == b"vary" for name, _ in headers):
@@ -205,6 +210,13 @@ class ClusterSessionMiddleware:
         except UnserialisableChange as exc:
             logger.error("session %s: not saved: %s", session.id, exc)
             deltas = exc.deltas
+        if session.retired and not session.was_invalidated:
+            if any(not delta.is_access_only for delta in deltas):
+                logger.warning(
+                    "dropped the writes of a request that carried a retired session id "
+                    "(invalidated, or replaced by regenerate_id()); it was in flight, or replayed"
+                )
+            return
         if deltas:
             replicate = self._filter is None or not self._filter.fullmatch(path)
             await self.manager.commit(deltas, replicate=replicate)

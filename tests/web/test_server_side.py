@@ -235,6 +235,22 @@ def test_regenerate_id_keeps_data_and_retires_the_old_id() -> None:
     assert len(middleware.manager.store) == 1
 
 
+def test_a_request_with_a_retired_id_gets_no_session_and_no_second_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, middleware = make()
+    client = TestClient(app)
+    old = cookie_value(client.post("/update", json={"user": "alice"}))
+    new = client.post("/regenerate").json()["new"]
+    in_flight = TestClient(app, cookies={"session": old})
+    assert in_flight.get("/").json() == {}  # not the renamed session: fixation defence
+    response = in_flight.post("/update", json={"cart": ["x"]})
+    assert "set-cookie" not in response.headers  # and no second session
+    assert "retired session id" in caplog.text
+    assert len(middleware.manager.store) == 1
+    assert TestClient(app, cookies={"session": new}).get("/").json() == {"user": "alice"}
+
+
 def test_invalidate_destroys_the_session_and_clears_the_cookie() -> None:
     app, middleware = make()
     client = TestClient(app)
