@@ -239,3 +239,14 @@ async def test_encrypted_channels_talk_and_plain_ones_are_refused(
     with pytest.raises(ChannelError):
         await plain.send([a.local], b"in clear", options.USE_ACK)
     assert await eventually(lambda: a.counters["refused_frames"] >= 1)
+
+
+async def test_auto_bind_takes_the_next_free_port(
+    make_channel: ChannelFactory, mcast_port: int
+) -> None:
+    config = loopback_config(mcast_port)
+    a, _ = await make_channel(config)
+    b, _ = await make_channel(config)  # same first port: b must move on, and say so
+    assert a.local.port == config.receiver.port
+    assert b.local.port == config.receiver.port + 1
+    assert await eventually(lambda: [m.port for m in a.members] == [b.local.port])

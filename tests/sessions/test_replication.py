@@ -268,3 +268,30 @@ async def test_status_json_shows_members_and_traffic(cluster: NodeFactory) -> No
     (member,) = data["members"]
     assert member["route"] == "b" and member["messages_sent"] >= 1
     assert data["replication"]["deltas_sent"] >= 1
+
+
+async def test_shutdown_keeps_sessions_alive_elsewhere_and_destroys_nothing(
+    cluster: NodeFactory,
+) -> None:
+    destroyed: list[str] = []
+
+    class Watch(SessionListener):
+        def session_destroyed(self, event: Any) -> None:
+            destroyed.append(event.session_id)
+
+    a = await cluster("a", send_options=6, listeners=[Watch()])
+    b = await cluster("b", send_options=6)
+    await until_members([a, b], 1)
+    cookie = cookie_of(await a.request("POST", "/update", None, json={"k": 1}))
+    await a.manager.stop()  # expire_sessions_on_shutdown = false, the seed's setting
+    assert destroyed == []
+    assert (await b.request("GET", "/", cookie)).json() == {"k": 1}
+
+
+async def test_expire_sessions_on_shutdown_expires_them_everywhere(cluster: NodeFactory) -> None:
+    a = await cluster("a", send_options=6, expire_sessions_on_shutdown=True)
+    b = await cluster("b", send_options=6)
+    await until_members([a, b], 1)
+    cookie = cookie_of(await a.request("POST", "/update", None, json={"k": 1}))
+    await a.manager.stop()
+    assert (await b.request("GET", "/", cookie)).json() == {}
