@@ -12,6 +12,7 @@ replayed change can bring it back.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,6 +212,7 @@ def from_wire(data: Any) -> Change:
     if not isinstance(sets, list) or not isinstance(removes, list) or not isinstance(full, bool):
         raise WireError("change attribute lists have the wrong type")
     set_values: dict[str, tuple[int, bytes]] = {}
+    shared: dict[bytes, int] = {}  # a write's fields share one stamp: keep one int for them
     for item in sets:
         if not (
             isinstance(item, list)
@@ -219,7 +221,10 @@ def from_wire(data: Any) -> Change:
             and isinstance(item[2], bytes)
         ):
             raise WireError("malformed attribute in a change")
-        set_values[item[0]] = (stamp_from_wire(item[1]), item[2])
+        stamp = shared.get(item[1])
+        if stamp is None:
+            stamp = shared[item[1]] = stamp_from_wire(item[1])
+        set_values[sys.intern(item[0])] = (stamp, item[2])
     removed: dict[str, int] = {}
     for item in removes:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):

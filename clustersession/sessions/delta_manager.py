@@ -43,6 +43,7 @@ logger = logging.getLogger("clustersession")
 
 ANTI_ENTROPY_INTERVAL = 5.0  # seconds between routine digest exchanges
 MEMBER_WAIT = 2  # heartbeats to wait for members before deciding we are the first node
+BATCH_CHANGES = 500  # changes per DELTA message when batching async replication
 
 
 class DeltaManager(LocalManager):
@@ -71,12 +72,15 @@ class DeltaManager(LocalManager):
         # for long, rarely enough to cost nothing.
         self.touch_interval = min(max(interval / 10, 1.0), 30.0) if interval > 0 else 30.0
         self._touched: dict[str, float] = {}
+        self._outbox: list[Change] = []
+        self._flush_scheduled = False
         self._seq = 0
         self._expected: dict[bytes, int] = {}
         self._transfers: dict[int, asyncio.Queue[Message]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
         self._started = False
+        self._synced = False  # state transfer over (done, failed, or not needed)
         self._start_lock = asyncio.Lock()
         self.state_transferred: bool | None = None  # None: not needed (first node)
         self.counters: dict[str, int] = {
@@ -117,13 +121,24 @@ class DeltaManager(LocalManager):
                 loop.create_task(self._anti_entropy_forever(), name="clustersession-anti-entropy"),
             ]
             self._started = True
-            await self._state_transfer()
+            try:
+                await self._state_transfer()
+            finally:
+                # Until now a digest exchange would only have crossed the transfer
+                # (an empty node differs in every bucket): anti-entropy starts after it.
+                self._synced = True
 
     async def stop(self) -> None:
         """Leave the cluster. Sessions live on elsewhere unless configured otherwise."""
         if not self._started:
             return
         self._started = False
+        # Changes not sent yet go out first: stopping must not lose acknowledged writes.
+        outbox, self._outbox = self._outbox, []
+        if outbox:
+            await self._send_delta(outbox)
+        if self._spawned:  # sends in flight get a moment to finish
+            await asyncio.wait(list(self._spawned), timeout=2.0)
         if self.config.manager.expire_sessions_on_shutdown:
             await self._expire_everywhere()
         await self._flush_touches()
@@ -147,9 +162,24 @@ class DeltaManager(LocalManager):
                 self._touched[change.token] = change.accessed_at
             else:
                 outgoing.append(change)
-        if outgoing and replicate:
+        if not outgoing or not replicate:
+            return changes
+        if self.config.channel_send_options & send_options.ASYNCHRONOUS:
+            # Nobody waits for it: the changes of every request that ends in this loop
+            # iteration go out together, as one DELTA per peer.
+            self._outbox.extend(outgoing)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_outbox)
+        else:
             await self._send_delta(outgoing)
         return changes
+
+    def _flush_outbox(self) -> None:
+        self._flush_scheduled = False
+        outbox, self._outbox = self._outbox, []
+        for start in range(0, len(outbox), BATCH_CHANGES):
+            self._spawn(self._send_delta(outbox[start : start + BATCH_CHANGES]))
 
     def reroute(self, record: SessionRecord, route: str) -> Change:
         """Make this node the session's route (failover) and tell the cluster."""
@@ -161,6 +191,8 @@ class DeltaManager(LocalManager):
     # -- sending -------------------------------------------------------------------
 
     async def _send_delta(self, changes: list[Change]) -> None:
+        if not self.channel.members:
+            return  # alone: a node that joins later gets everything by state transfer
         self._seq += 1
         payload = messages.encode(Message(Kind.DELTA, seq=self._seq, changes=changes))
         try:
@@ -211,7 +243,8 @@ class DeltaManager(LocalManager):
             self._spawn(self._answer_digest(sender, decoded.buckets))
         elif kind is Kind.SYNC:
             self._repair(decoded.changes, decoded.dead)
-            self._spawn(self._send_buckets(sender, set(decoded.buckets), Kind.RECORDS))
+            if decoded.buckets:  # the last chunk: the peer wants ours of these buckets
+                self._spawn(self._send_buckets(sender, set(decoded.buckets), Kind.RECORDS))
         else:
             self._repair(decoded.changes, decoded.dead)
 
@@ -278,7 +311,7 @@ class DeltaManager(LocalManager):
         while True:
             await asyncio.sleep(ANTI_ENTROPY_INTERVAL * random.uniform(0.5, 1.5))
             members = self.channel.members
-            if members:
+            if members and self._synced:
                 await self._exchange_digest(random.choice(members))
 
     async def _exchange_digest(self, member: Member) -> None:
@@ -288,19 +321,35 @@ class DeltaManager(LocalManager):
             await self._send_to(member, digest)
 
     async def _answer_digest(self, member: Member, theirs: list[int]) -> None:
+        if not self._synced:
+            return  # still receiving the cluster's state: nothing useful to compare yet
         ours = self.store.buckets
         differing = {i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b}
         if differing:
             await self._send_buckets(member, differing, Kind.SYNC)
 
     async def _send_buckets(self, member: Member, buckets: set[int], kind: Kind) -> None:
+        """Our sessions (and dead ids) of ``buckets``, in acknowledged chunks.
+
+        Chunked like a state transfer: after a long partition or against an empty
+        node, a bucket exchange can be most of the store. A SYNC's last chunk names
+        the buckets, which asks the peer to answer with its own (RECORDS).
+        """
         records = self.store.in_buckets(buckets)
         dead = self._dead_in(buckets)
-        message = Message(kind, changes=[snapshot(r) for r in records], dead=dead)
-        if kind is Kind.SYNC:
-            message.buckets = sorted(buckets)
+        size = self.config.manager.send_all_sessions_size
+        starts = range(0, max(len(records), 1), size)
         with contextlib.suppress(ChannelError):
-            await self._send_to(member, message)
+            for start in starts:
+                last = start == starts[-1]
+                message = Message(
+                    kind,
+                    changes=[snapshot(r) for r in records[start : start + size]],
+                    dead=dead if last else [],
+                )
+                if kind is Kind.SYNC and last:
+                    message.buckets = sorted(buckets)
+                await self._send_to(member, message)  # acknowledged: paces the chunks
 
     def _dead_in(self, buckets: set[int]) -> list[tuple[str, int]]:
         from .digest import bucket_of

@@ -19,12 +19,32 @@ INTERVAL_FIELD = "\x00interval"
 _DEAD = b"\x00dead:"
 
 
+_MASK = (1 << 64) - 1
+_NAMES: dict[str, int] = {}
+
+
+def _mix(value: int) -> int:
+    # splitmix64's finaliser: spreads every input bit over the 64 output bits.
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK
+    return value ^ (value >> 31)
+
+
 def field_hash(name: str, stamp: int) -> int:
-    """The hash of one stamped field (0 contributes nothing for an unstamped one)."""
+    """The hash of one stamped field (0 contributes nothing for an unstamped one).
+
+    Not cryptographic: it only has to make two different sessions differ, and it
+    runs for every field of every write, so it is integer arithmetic on the stamp
+    and a cached hash of the name (names repeat across sessions).
+    """
     if not stamp:
         return 0
-    data = name.encode("utf-8", "surrogatepass") + stamp.to_bytes(16, "big")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+    named = _NAMES.get(name)
+    if named is None:
+        if len(_NAMES) >= 4096:
+            _NAMES.clear()
+        named = _NAMES[name] = token_hash(name)
+    return _mix(named ^ (stamp & _MASK) ^ _mix(stamp >> 64))
 
 
 def token_hash(token: str) -> int:

@@ -164,14 +164,17 @@ class LocalManager:
         )
         if delta.is_access_only:
             return change
+        # One stamp for the whole write: its fields are distinct, so they need no order
+        # among themselves, and the sessions share one int instead of one per field.
+        stamp = self.hlc.stamp()
         if delta.created_at is not None:
-            change.route, change.route_stamp = delta.route, self.hlc.stamp()
+            change.route, change.route_stamp = delta.route, stamp
         if delta.max_inactive_interval is not None:
-            change.interval, change.interval_stamp = delta.max_inactive_interval, self.hlc.stamp()
+            change.interval, change.interval_stamp = delta.max_inactive_interval, stamp
         for name, value in delta.set.items():
-            change.set[name] = (self.hlc.stamp(), value)
+            change.set[name] = (stamp, value)
         for name in delta.removed:
-            change.removed[name] = self.hlc.stamp()
+            change.removed[name] = stamp
         return change
 
     def apply(self, change: Change, *, remote: bool) -> None:

@@ -158,6 +158,11 @@ class Connection:
         self.writer.write(header + body + tag)
         self.bytes_sent += HEADER_SIZE + len(body) + len(tag)
 
+    @property
+    def buffered(self) -> int:
+        """Bytes written but not yet handed to the kernel."""
+        return self.writer.transport.get_write_buffer_size()
+
     async def drain(self) -> None:
         """Wait until the socket's buffer is below its high-water mark."""
         await self.writer.drain()

@@ -28,6 +28,7 @@ from .frames import Envelope, MessageType
 logger = logging.getLogger("clustersession.channel")
 
 _ACK_REPLIES = (MessageType.ACK, MessageType.FAIL_ACK)
+_DRAIN_ABOVE = 256 * 1024  # bytes waiting in the socket buffer before a send waits
 
 
 class PeerStats:
@@ -143,8 +144,9 @@ class PeerSender:
                 raise
 
     async def _send_once(self, payload: bytes, options: int, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        await asyncio.wait_for(self.connect(remaining), remaining)
+        if not self.connected:  # the common case needs no timer task
+            remaining = deadline - time.monotonic()
+            await asyncio.wait_for(self.connect(remaining), remaining)
         conn = self._conn
         assert conn is not None
         message_id = next(self._ids)
@@ -159,7 +161,8 @@ class PeerSender:
             conn.write(Envelope(MessageType.DATA, self.local.id, message_id, options, payload))
             self.stats.messages_sent += 1
             self.stats.bytes_sent += conn.bytes_sent - before
-            await asyncio.wait_for(conn.drain(), max(deadline - time.monotonic(), 0.001))
+            if conn.buffered > _DRAIN_ABOVE:  # back-pressure only when the peer lags
+                await asyncio.wait_for(conn.drain(), max(deadline - time.monotonic(), 0.001))
             if future is not None:
                 await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.001))
                 elapsed = time.monotonic() - started
