@@ -40,8 +40,18 @@ class ClusterSessionMiddleware:
     idle timeout is ``config.manager.max_inactive_interval``, the route is
     ``config.jvm_route``, and ``secret_key`` defaults to ``config.secret``.
 
+    With ``config.distributable`` (web.xml's ``<distributable/>``) every session is
+    replicated to every member of the cluster (:class:`DeltaManager`): the channel
+    starts in ASGI lifespan, and a joining node fetches the sessions before it
+    serves; each request's changes are sent when its response ends (options 2 and
+    6 hold back the last body chunk until the peers acknowledged them); a request
+    whose path fully matches ``valves.replication.filter`` sends nothing; a request
+    for a session whose route names no live member re-routes it here
+    (``valves.route_binder``). ``valves.status.path`` serves the status page.
+
     ``listeners`` are :class:`SessionListener` instances told about session
-    lifecycle and attribute changes.
+    lifecycle and attribute changes. ``scope["clustersession"]`` is this middleware,
+    for apps that show the cluster.
     """
 
     def __init__(
