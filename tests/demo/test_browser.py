@@ -9,23 +9,17 @@ and ``status-page.png``.
 from __future__ import annotations
 
 import os
-import random
-import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import ROOT, Demo
+
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -60,94 +54,6 @@ except ImportError:
     pytest.skip(f"selenium is missing: {INSTALL}", allow_module_level=True)
 
 Driver = Any  # selenium.webdriver.Chrome; kept loose so mypy needs no selenium stubs
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
-def free_ports(count: int) -> int:
-    """A first port such that it and the next ``count - 1`` are free on loopback."""
-    for _ in range(200):
-        first = random.randint(20000, 60000 - count)
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no free loopback ports")
-
-
-class Demo:
-    """``python -m demo_app`` on random loopback ports, its output collected."""
-
-    def __init__(self) -> None:
-        self.balancer = free_ports(4)
-        self.first = self.balancer + 1
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "demo_app",
-                "--first-port",
-                str(self.first),
-                "--balancer-port",
-                str(self.balancer),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            self.lines.append(raw.decode(errors="replace"))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.balancer}/"
-
-    def pid_of(self, node: str) -> int:
-        for line in self.lines:
-            match = re.search(rf"\b{node}: http://\S+\s+pid (\d+)", line)
-            if match:
-                return int(match[1])
-        raise AssertionError(f"no pid for {node} in {''.join(self.lines)}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)  # what Ctrl-C does
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-@pytest.fixture
-def demo() -> Iterator[Demo]:
-    if shutil.which("haproxy") is None:
-        pytest.skip("haproxy is not installed: apt-get install haproxy")
-    running = Demo()
-    try:
-        ready = wait_for(lambda: any("Ctrl-C stops" in line for line in running.lines), 90)
-        assert ready, "demo did not start:\n" + "".join(running.lines)
-        assert any("through HAProxy" in line for line in running.lines), "".join(running.lines)
-        yield running
-    finally:
-        running.stop()
-        print("".join(running.lines))  # captured: pytest shows it when the test fails
 
 
 @pytest.fixture

@@ -3,86 +3,12 @@
 from __future__ import annotations
 
 import os
-import random
-import re
-import shutil
 import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return bool(predicate())  # type: ignore[operator]
-
-
-class Demo:
-    """``python -m demo_app`` on random loopback ports, its output collected."""
-
-    def __init__(self) -> None:
-        self.first = random.randint(20000, 30000)
-        self.balancer = self.first - 1
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "demo_app",
-                "--first-port",
-                str(self.first),
-                "--balancer-port",
-                str(self.balancer),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            self.lines.append(raw.decode(errors="replace"))
-
-    def pid_of(self, node: str) -> int:
-        for line in self.lines:
-            match = re.search(rf"{node}: http://\S+\s+pid (\d+)", line)
-            if match:
-                return int(match[1])
-        raise AssertionError(f"no pid for {node} in {''.join(self.lines)}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)  # what Ctrl-C does
-        self.process.wait(timeout=30)
-
-
-@pytest.fixture
-def demo() -> Iterator[Demo]:
-    if shutil.which("haproxy") is None:
-        pytest.skip("haproxy is not installed: apt-get install haproxy")
-    running = Demo()
-    try:
-        assert wait_for(
-            lambda: any("Ctrl-C stops everything" in line for line in running.lines), 90
-        )
-        yield running
-    finally:
-        running.stop()
+from .conftest import Demo, wait_for
 
 
 def test_failover_through_the_balancer_keeps_the_cart(demo: Demo) -> None:
