@@ -197,8 +197,7 @@ class DeltaManager(LocalManager):
         payload = messages.encode(Message(Kind.DELTA, seq=self._seq, changes=changes))
         try:
             await self.channel.send(None, payload)
-            if self.channel.members:
-                self.counters["deltas_sent"] += len(changes)
+            self.counters["deltas_sent"] += len(changes)
         except (ChannelError, ValueError) as exc:
             # Never the user's problem: anti-entropy repairs what did not arrive.
             self.counters["replication_failures"] += 1

@@ -192,7 +192,9 @@ async def test_concurrent_writes_converge(cluster: NodeFactory) -> None:
     nodes = [await cluster(r) for r in "abc"]
     await until_members(nodes, 2)
     cookie = cookie_of(await nodes[0].request("POST", "/update", None, json={"k": 0}))
-    await asyncio.sleep(0.2)  # let the session reach everyone before the race
+    token = cookie.split(".")[0]
+    # The session is everywhere before the race starts.
+    assert await eventually(lambda: all(n.manager.store.get(token) for n in nodes))
     await asyncio.gather(
         *(
             node.request("POST", "/update", cookie, json={"k": i, f"own{i}": i})
