@@ -125,7 +125,9 @@ def merge(record: SessionRecord, change: Change) -> Effect:
         current = max(stamps.get(name, 0), removed.get(name, 0))
         if stamp <= current:
             continue
-        digest ^= field_hash(name, current) ^ field_hash(name, stamp)
+        if current:
+            digest ^= field_hash(name, current)
+        digest ^= field_hash(name, stamp)
         old = attributes.get(name)
         attributes[name] = value
         stamps[name] = stamp
@@ -138,7 +140,9 @@ def merge(record: SessionRecord, change: Change) -> Effect:
         current = max(stamps.get(name, 0), removed.get(name, 0))
         if stamp <= current:
             continue
-        digest ^= field_hash(name, current) ^ field_hash(name, stamp)
+        if current:
+            digest ^= field_hash(name, current)
+        digest ^= field_hash(name, stamp)
         removed[name] = stamp
         stamps.pop(name, None)
         old = attributes.pop(name, None)
@@ -170,7 +174,16 @@ def stamp_from_wire(data: Any) -> int:
 
 def to_wire(change: Change) -> list[Any]:
     """A change as msgpack-ready lists (the session layer's wire format)."""
-    s = stamp_to_wire
+    # Inline to_bytes, and one bytes object per distinct stamp: a write's fields share
+    # one, and this runs for every field of every session in a state transfer.
+    encoded: dict[int, bytes] = {}
+
+    def s(stamp: int) -> bytes:
+        data = encoded.get(stamp)
+        if data is None:
+            data = encoded[stamp] = stamp.to_bytes(STAMP_BYTES, "big")
+        return data
+
     return [
         change.token,
         change.accessed_at,

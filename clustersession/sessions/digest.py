@@ -44,7 +44,7 @@ def field_hash(name: str, stamp: int) -> int:
         if len(_NAMES) >= 4096:
             _NAMES.clear()
         named = _NAMES[name] = token_hash(name)
-    return _mix(named ^ (stamp & _MASK) ^ _mix(stamp >> 64))
+    return _mix(named ^ (stamp & _MASK) ^ (((stamp >> 64) * 0x9E3779B97F4A7C15) & _MASK))
 
 
 def token_hash(token: str) -> int:
