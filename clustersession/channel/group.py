@@ -502,10 +502,8 @@ class GroupChannel:
         received["bytes_received"] += len(envelope.payload)
         opts = envelope.options
         message = ChannelMessage(peer, envelope.payload, opts)
-        ack = bool(opts & send_options.USE_ACK)
-        after_processing = ack and bool(opts & send_options.SYNC_ACK)
-        if ack and not after_processing:
-            conn.write(Envelope(MessageType.ACK, self.local.id, envelope.message_id, 0, None))
+        # A plain USE_ACK was acknowledged by the receiver on reading the frame.
+        after_processing = bool(opts & send_options.USE_ACK) and bool(opts & send_options.SYNC_ACK)
         try:
             await self._stack[-1].message_received(message)
         except Exception as exc:

@@ -226,18 +226,19 @@ def from_wire(data: Any) -> Change:
         raise WireError("change attribute lists have the wrong type")
     set_values: dict[str, tuple[int, bytes]] = {}
     shared: dict[bytes, int] = {}  # a write's fields share one stamp: keep one int for them
+    intern = sys.intern
     for item in sets:
-        if not (
-            isinstance(item, list)
-            and len(item) == 3
-            and isinstance(item[0], str)
-            and isinstance(item[2], bytes)
-        ):
+        # Exact types: msgpack decodes to plain list, str and bytes (and this loop runs
+        # for every field of every session in a state transfer).
+        if type(item) is not list or len(item) != 3:
             raise WireError("malformed attribute in a change")
-        stamp = shared.get(item[1])
+        name, raw, value = item
+        if type(name) is not str or type(value) is not bytes or type(raw) is not bytes:
+            raise WireError("malformed attribute in a change")
+        stamp = shared.get(raw)
         if stamp is None:
-            stamp = shared[item[1]] = stamp_from_wire(item[1])
-        set_values[sys.intern(item[0])] = (stamp, item[2])
+            stamp = shared[raw] = stamp_from_wire(raw)
+        set_values[intern(name)] = (stamp, value)
     removed: dict[str, int] = {}
     for item in removes:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):

@@ -116,3 +116,10 @@ def test_bucket_digests_agree_when_the_sessions_do(seed: int) -> None:
     assert sorted(left.store.get("t1").attributes.items()) == sorted(
         right.store.get("t1").attributes.items()
     )
+
+
+def test_a_stamp_of_the_wrong_type_is_a_wire_error() -> None:
+    bad = to_wire(Change("t", 1.0, set={"k": (5, b"v")}))
+    bad[7][0][1] = [1, 2]  # unhashable where the stamp's bytes belong
+    with pytest.raises(WireError):
+        from_wire(bad)

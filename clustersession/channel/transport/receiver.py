@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from ...config.sections import ReceiverConfig
 from ..errors import FrameError
 from ..member import Member
+from ..options import SYNC_ACK, USE_ACK
 from ..security import Keys
 from .connection import Connection
 from .frames import Envelope, MessageType
@@ -119,6 +120,7 @@ class Receiver:
                 timeout=HANDSHAKE_TIMEOUT,
             )
             self.on_accepted(conn)
+            local_id = self.local().id
             # DATA is handled in order by a worker of its own, so that this loop goes
             # on reading and a PING is answered at once even while a listener works.
             data: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=DATA_BACKLOG)
@@ -127,6 +129,11 @@ class Receiver:
                 while True:
                     envelope = await conn.read()
                     if envelope.type is MessageType.DATA:
+                        if envelope.options & USE_ACK and not envelope.options & SYNC_ACK:
+                            # USE_ACK means "read": acknowledged here, so the sender's
+                            # next message overlaps with our processing of this one.
+                            ack = Envelope(MessageType.ACK, local_id, envelope.message_id, 0, None)
+                            conn.write(ack)
                         await data.put(envelope)
                     else:
                         await self.handler(conn, envelope)
