@@ -46,18 +46,15 @@ import asyncio
 import contextlib
 import cProfile
 import http.client
-import importlib.util
 import io
 import json
 import os
 import pstats
 import random
-import re
 import resource
 import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -73,6 +70,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message
+from wrk import check_tools, free_port, parse_wrk, realistic_session
 
 from clustersession import (
     AttributeEvent,
@@ -112,25 +110,6 @@ T = TypeVar("T")
 # -- the app ----------------------------------------------------------------------
 
 
-def _login_session() -> dict[str, Any]:
-    """A logged-in shop user's session: ten small keys (as in bench/overhead.py)."""
-    return {
-        "user_id": 48213,
-        "username": "a.lovelace",
-        "display_name": "Ada Lovelace",
-        "email": "ada@example.com",
-        "roles": ["customer", "beta", "newsletter"],
-        "cart": [
-            {"sku": "BK-1843", "qty": 1, "price": "24.90"},
-            {"sku": "PN-0007", "qty": 3, "price": "2.50"},
-        ],
-        "csrf_token": "q3Zt7wS9yV1Hc4kPp0mXn2bL6eRf8uJdA5gTi_oWzE",
-        "locale": "en-GB",
-        "login_at": 1_700_000_000.0,
-        "counter": 0,
-    }
-
-
 class ArrivalRecorder(SessionListener):
     """Records when each replicated ``counter`` value is applied on this node."""
 
@@ -152,7 +131,7 @@ def _routes(
         return PlainTextResponse("pong")  # readiness: leaves the session alone
 
     async def login(request: Request) -> PlainTextResponse:
-        request.session.update(_login_session())
+        request.session.update(realistic_session())
         return PlainTextResponse("ok")
 
     async def write(request: Request) -> JSONResponse:
@@ -271,13 +250,6 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class _Ports:
     """Random multicast group ports and receiver bases, never twice in one run."""
 
@@ -322,7 +294,7 @@ def _cluster_env(route: str, mcast_port: int, receiver_port: int, options: int) 
 
 
 def _start_uvicorn(name: str, env: dict[str, str], workdir: Path) -> Node:
-    port = _free_port()
+    port = free_port()
     log = workdir / f"{name}.log"
     command = [
         sys.executable, "-m", "uvicorn", "cluster:create_app", "--factory",
@@ -433,26 +405,6 @@ class Sample:
     requests_per_s: float
     p99_ms: float
     errors: int
-
-
-_RPS_RE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
-_P99_RE = re.compile(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
-_NON_2XX_RE = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-_SOCKET_ERRORS_RE = re.compile(
-    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
-)
-_UNIT_MS: Final = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-
-
-def parse_wrk(output: str) -> tuple[float, float, int]:
-    """``(requests/s, p99 in ms, errors)`` from wrk's ``--latency`` output."""
-    rps, p99 = _RPS_RE.search(output), _P99_RE.search(output)
-    if rps is None or p99 is None:
-        raise RuntimeError(f"cannot parse wrk output:\n{output}")
-    errors = sum(int(n) for n in _NON_2XX_RE.findall(output))
-    for match in _SOCKET_ERRORS_RE.finditer(output):
-        errors += sum(int(n) for n in match.groups())
-    return float(rps.group(1)), float(p99.group(1)) * _UNIT_MS[p99.group(2)], errors
 
 
 def _write_lua(node: Node, workdir: Path) -> Path:
@@ -935,7 +887,7 @@ def measure_deltas(options: Options, ports: _Ports, workdir: Path) -> dict[str, 
 
 def _session_values(i: int) -> dict[str, Any]:
     """About 1 KiB of session data (msgpack), different for every session."""
-    values = _login_session()
+    values = realistic_session()
     values["user_id"] = i
     values["email"] = f"user{i}@example.com"
     values["recently_viewed"] = [f"SKU-{(i * 7 + k) % 100000:06d}" for k in range(24)]
@@ -1183,17 +1135,6 @@ def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Optio
     )  # fmt: skip
 
 
-def _check_tools() -> None:
-    if shutil.which("wrk") is None:
-        sys.exit("bench: wrk not found; install it with: sudo apt-get install -y wrk")
-    missing = [m for m in ("uvicorn", "uvloop", "httptools") if importlib.util.find_spec(m) is None]
-    if missing:
-        sys.exit(
-            f"bench: {', '.join(missing)} missing; install with: "
-            f"{sys.executable} -m pip install 'uvicorn[standard]'"
-        )
-
-
 _PROFILE_DIR: list[Path] = []  # set by --profile
 
 
@@ -1326,7 +1267,7 @@ def main(argv: list[str] | None = None) -> int:
         _run(worker(args), f"state-{args.worker}", show=False)
         return 0
     options = _options(args, parser)
-    _check_tools()
+    check_tools()
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
         _PROFILE_DIR.append(args.profile.resolve())
