@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Set up and run the demo (for now one node on http://127.0.0.1:8001).
+## Set up and run the demo: 3 nodes on 127.0.0.1:8001-8003 (+ HAProxy on :8000 if installed).
 demo: $(STAMP)
 	$(BIN)/python -m demo_app
 
