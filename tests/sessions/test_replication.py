@@ -53,8 +53,17 @@ async def call(request: Request) -> PlainTextResponse:
     return PlainTextResponse(session.id if session else "")
 
 
+ORIGINAL_ID = "org.apache.catalina.ha.session.JvmRouteOriginalSessionID"
+
+
+async def original(request: Request) -> JSONResponse:
+    request.session.get("x")
+    return JSONResponse({"original": request.scope.get(ORIGINAL_ID)})
+
+
 ROUTES = [
     Route("/", view),
+    Route("/original", original),
     Route("/update", update, methods=["POST"]),
     Route("/append/{item}", append, methods=["POST"]),
     Route("/call/{method}", call, methods=["POST"]),
@@ -99,11 +108,14 @@ async def cluster(mcast_port: int) -> AsyncIterator[NodeFactory]:
         *,
         send_options: int = 8,
         listeners: list[SessionListener] | None = None,
+        route_binder: bool = True,
         **changes: Any,
     ) -> Node:
         config = loopback_config(mcast_port, jvm_route=route, channel_send_options=send_options)
         manager = replace(config.manager, **changes) if changes else config.manager
-        node = Node(replace(config, manager=manager), listeners or [])
+        binder = replace(config.valves.route_binder, enabled=route_binder)
+        valves = replace(config.valves, route_binder=binder)
+        node = Node(replace(config, manager=manager, valves=valves), listeners or [])
         await node.manager.start()
         nodes.append(node)
         return node
@@ -297,3 +309,23 @@ async def test_expire_sessions_on_shutdown_expires_them_everywhere(cluster: Node
     cookie = cookie_of(await a.request("POST", "/update", None, json={"k": 1}))
     await a.manager.stop()
     assert (await b.request("GET", "/", cookie)).json() == {}
+
+
+async def test_route_binder_exposes_the_original_id_and_can_be_disabled(
+    cluster: NodeFactory,
+) -> None:
+    a = await cluster("a", send_options=6)
+    b = await cluster("b", send_options=6)
+    c = await cluster("c", send_options=6, route_binder=False)
+    await until_members([a, b, c], 2)
+    first = cookie_of(await a.request("POST", "/update", None, json={"x": 1}))
+    second = cookie_of(await a.request("POST", "/update", None, json={"x": 2}))
+    await a.manager.stop()
+    await until_members([b, c], 1)
+    response = await b.request("GET", "/original", first)
+    assert response.json() == {"original": first}  # the id before the re-route
+    assert cookie_of(response).endswith(".b")
+    response = await c.request("GET", "/original", second)  # the binder is off on c
+    assert response.json() == {"original": None}
+    assert "set-cookie" not in response.headers
+    assert (await c.request("GET", "/", second)).json() == {"x": 2}
