@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -91,7 +92,8 @@ class Network:
         self.down()
 
     def up(self) -> None:
-        """Create the switch and the hosts."""
+        """Create the switch and the hosts (after removing what dead runs left behind)."""
+        reap_leftovers()
         ip("route", "replace", "unreachable", f"{self.subnet}.0/24")
         ip("netns", "add", self.switch)
         ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
@@ -201,6 +203,23 @@ class Network:
         ip("-n", self.switch, "link", "set", f"p-{host.name}", "up")
         for other in self.all_hosts:
             subprocess.run(["ip", "-n", other.netns, "neigh", "flush", "all"], capture_output=True)
+
+
+def reap_leftovers() -> None:
+    """Delete the namespaces of runs whose process is gone (a run killed mid-test).
+
+    Names are ``cs<pid>x<n>-...``; a live run's are left alone.
+    """
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for line in listing.splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = re.match(r"cs(\d+)x\d+-", name)
+        if match is None or Path(f"/proc/{match[1]}").exists():
+            continue
+        for pid in Network._pids(name):
+            _kill(pid, signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
 
 
 def _kill(pid: int, sig: int) -> None:
