@@ -38,13 +38,7 @@ class _Printer:
         if self.as_json:
             record: dict[str, object] = {"event": event, "time": time.time(), **extra}
             if member is not None:
-                record["member"] = {
-                    "id": member.id.hex(),
-                    "host": member.host,
-                    "port": member.port,
-                    "route": member.route,
-                    "alive_s": round(member.alive_for(), 3),
-                }
+                record["member"] = member.as_dict(precision=3)
             self.out.write(json.dumps(record) + "\n")
         else:
             details = " ".join(f"{k}={v}" for k, v in extra.items())

@@ -37,6 +37,16 @@ class Member:
         """Seconds since this member started."""
         return (time.time() if now is None else now) - self.started_at
 
+    def as_dict(self, *, precision: int = 1) -> dict[str, object]:
+        """Plain data for JSON (status page, the CLI): id in hex, age in seconds."""
+        return {
+            "id": self.id.hex(),
+            "host": self.host,
+            "port": self.port,
+            "route": self.route,
+            "alive_s": round(self.alive_for(), precision),
+        }
+
     def __str__(self) -> str:
         return f"{self.name}#{self.short_id}"
 

@@ -40,23 +40,13 @@ def snapshot(manager: LocalManager, route: str) -> dict[str, Any]:
     stats = channel.stats()
     peers: dict[str, dict[str, Any]] = stats.pop("peers")
     local = channel.local
-    data["local"] = {
-        "id": local.id.hex(),
-        "host": local.host,
-        "port": local.port,
-        "route": local.route,
-        "alive_s": round(local.alive_for(), 1),
-    }
+    data["local"] = local.as_dict()
     for member in channel.members:
         traffic = peers.get(str(member), {})
         data["members"].append(
             {
-                "id": member.id.hex(),
-                "host": member.host,
-                "port": member.port,
-                "route": member.route,
+                **member.as_dict(),
                 "state": "alive",
-                "alive_s": round(member.alive_for(), 1),
                 "messages_sent": traffic.get("messages_sent", 0),
                 "messages_received": traffic.get("messages_received", 0),
                 "failed_sends": traffic.get("failed_sends", 0),
