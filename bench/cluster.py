@@ -70,7 +70,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message
-from wrk import check_tools, free_port, parse_wrk, realistic_session
+from wrk import check_tools, free_port, parse_wrk, realistic_session, stop_group
 
 from clustersession import (
     AttributeEvent,
@@ -209,15 +209,7 @@ def _spawn(command: list[str], log: Path, env: dict[str, str], *, pipes: bool = 
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+    stop_group(process)
     for stream in (process.stdin, process.stdout):
         if stream is not None:
             with contextlib.suppress(OSError):

@@ -46,7 +46,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
-from wrk import check_tools, free_port, lua_string, parse_wrk, realistic_session
+from wrk import check_tools, free_port, lua_string, parse_wrk, realistic_session, stop_group
 
 VARIANTS: Final = ("none", "starlette", "ours")
 SCENARIOS: Final = ("read", "write")
@@ -163,20 +163,6 @@ def _start_server(variant: str, workdir: Path) -> Server:
             start_new_session=True,
         )
     return Server(variant, port, process, log)
-
-
-def _stop_server(server: Server) -> None:
-    process = server.process
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
 
 
 def _get(port: int, path: str, cookie: str | None = None) -> tuple[int, list[str]]:
@@ -315,7 +301,7 @@ def _servers(workdir: Path) -> Iterator[dict[str, Server]]:
         yield servers
     finally:
         for server in servers.values():
-            _stop_server(server)
+            stop_group(server.process)
 
 
 def _raise_on_sigterm(signum: int, frame: object) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import re
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 from typing import Any, Final
 
@@ -77,3 +81,17 @@ def check_tools() -> None:
             f"bench: {', '.join(missing)} missing; install with: "
             f"{sys.executable} -m pip install 'uvicorn[standard]'"
         )
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process's group, then SIGKILL it if it lingers past 5 s."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
