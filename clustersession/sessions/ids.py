@@ -25,6 +25,11 @@ _KEY_LABEL = b"clustersession/v1/session-id"
 _VERIFIED_CACHE = 65536
 
 
+def join_id(token: str, route: str | None) -> str:
+    """The id as the client sees it: ``token.route``, or the bare token without a route."""
+    return f"{token}.{route}" if route else token
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -48,11 +53,6 @@ class SessionIds:
         # verified tokens enter, so a hit is as good as a check.
         self._verified: dict[str, None] = {}
 
-    @property
-    def signed(self) -> bool:
-        """Whether tokens carry an HMAC tag."""
-        return self._key is not None
-
     def _tag(self, random_part: str) -> str:
         assert self._key is not None
         digest = hmac.digest(self._key, random_part.encode("ascii"), "sha256")
@@ -67,7 +67,7 @@ class SessionIds:
 
     def full_id(self, token: str) -> str:
         """The id as the client sees it: ``token.route`` (or the bare token)."""
-        return f"{token}.{self.route}" if self.route else token
+        return join_id(token, self.route)
 
     def parse(self, value: str) -> tuple[str, str | None] | None:
         """Split a cookie value into ``(token, route)``; ``None`` if malformed or forged."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .ids import join_id
+
 
 @dataclass(slots=True)
 class SessionRecord:
@@ -41,7 +43,7 @@ class SessionRecord:
     @property
     def session_id(self) -> str:
         """The id as the client sees it: ``token.route``."""
-        return f"{self.token}.{self.route}" if self.route else self.token
+        return join_id(self.token, self.route)
 
 
 @dataclass(frozen=True, slots=True)

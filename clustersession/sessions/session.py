@@ -8,7 +8,7 @@ from typing import Any
 from starlette.middleware.sessions import Session as StarletteSession
 
 from . import codec
-from .ids import SessionIds
+from .ids import SessionIds, join_id
 from .record import SessionDelta, SessionRecord
 
 _MISSING: Any = object()
@@ -103,7 +103,7 @@ class Session(StarletteSession):
         """The session id, ``token.jvm_route``, as the cookie carries it."""
         if self._token is None:
             self._token = self._ids.new_token()
-        return f"{self._token}.{self._route}" if self._route else self._token
+        return join_id(self._token, self._route)
 
     @property
     def is_new(self) -> bool:

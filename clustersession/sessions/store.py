@@ -56,7 +56,3 @@ class SessionStore:
     def in_buckets(self, buckets: set[int]) -> list[SessionRecord]:
         """Every record in the given buckets."""
         return [r for t, r in self._records.items() if bucket_of(t) in buckets]
-
-    def expired(self, now: float) -> list[SessionRecord]:
-        """Records idle past their interval at ``now``."""
-        return [r for r in self._records.values() if r.is_expired(now)]
