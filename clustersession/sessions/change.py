@@ -16,13 +16,18 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .digest import INTERVAL_FIELD, ROUTE_FIELD, field_hash, token_hash
+from .digest import INTERVAL_FIELD, MASK, ROUTE_FIELD, field_hash, fields_hash, token_hash
 from .record import SessionRecord
 
 
 @dataclass(slots=True)
 class Change:
-    """What one write did to one session, stamped; also a whole session (``full``)."""
+    """What one write did to one session, stamped; also a whole session (``full``).
+
+    ``values`` are the attributes it sets (encoded) and ``value_stamps`` their
+    stamps, with the same keys: two plain dicts rather than one of pairs, so that a
+    whole session is copied, sent and received without a Python loop per attribute.
+    """
 
     token: str
     accessed_at: float
@@ -31,11 +36,17 @@ class Change:
     route_stamp: int = 0
     interval: int | None = None
     interval_stamp: int = 0
-    set: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    values: dict[str, bytes] = field(default_factory=dict)
+    value_stamps: dict[str, int] = field(default_factory=dict)
     removed: dict[str, int] = field(default_factory=dict)
     invalidated: int = 0  # the stamp of the invalidation, 0 if none
     full: bool = False  # a snapshot of the whole session (transfer, repair, rename)
     renamed_from: str | None = None  # regenerate_id(): the old token, now dead
+
+    def put(self, name: str, stamp: int, value: bytes) -> None:
+        """Set one attribute."""
+        self.values[name] = value
+        self.value_stamps[name] = stamp
 
     @property
     def is_access_only(self) -> bool:
@@ -44,19 +55,22 @@ class Change:
             self.created_at is not None
             or self.route_stamp
             or self.interval_stamp
-            or self.set
+            or self.values
             or self.removed
             or self.invalidated
             or self.full
             or self.renamed_from
         )
 
-    def stamps(self) -> list[int]:
-        """Every stamp it carries (for the receiver's clock)."""
-        found = [s for s, _ in self.set.values()]
-        found += self.removed.values()
-        found += [s for s in (self.route_stamp, self.interval_stamp, self.invalidated) if s]
-        return found
+    def highest_stamp(self) -> int:
+        """The highest stamp it carries (for the receiver's clock), 0 if none."""
+        return max(
+            max(self.value_stamps.values(), default=0),
+            max(self.removed.values(), default=0),
+            self.route_stamp,
+            self.interval_stamp,
+            self.invalidated,
+        )
 
 
 # What merging a change did, in order, for listeners: (kind, name, new value, old value).
@@ -73,7 +87,8 @@ def snapshot(record: SessionRecord) -> Change:
         route_stamp=record.route_stamp,
         interval=record.max_inactive_interval,
         interval_stamp=record.interval_stamp,
-        set={k: (record.stamps.get(k, 0), v) for k, v in record.attributes.items()},
+        values=dict(record.attributes),
+        value_stamps=dict(record.stamps),
         removed=dict(record.removed),
         full=True,
     )
@@ -95,17 +110,19 @@ def new_record(change: Change, default_interval: int) -> SessionRecord:
 def full_digest(record: SessionRecord) -> int:
     """A record's digest computed from scratch (after its token changed)."""
     digest = token_hash(record.token)
-    digest ^= field_hash(ROUTE_FIELD, record.route_stamp)
-    digest ^= field_hash(INTERVAL_FIELD, record.interval_stamp)
-    for name, stamp in record.stamps.items():
-        digest ^= field_hash(name, stamp)
-    for name, stamp in record.removed.items():
-        digest ^= field_hash(name, stamp)
-    return digest
+    digest += field_hash(ROUTE_FIELD, record.route_stamp)
+    digest += field_hash(INTERVAL_FIELD, record.interval_stamp)
+    digest += fields_hash(record.stamps) + fields_hash(record.removed)
+    return digest & MASK
 
 
-def merge(record: SessionRecord, change: Change) -> Effect:
-    """Fold ``change`` into ``record``: per field, the higher stamp wins."""
+def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Effect:
+    """Fold ``change`` into ``record``: per field, the higher stamp wins.
+
+    Returns what changed for listeners (only when ``effects``, which costs a tuple
+    per attribute). A record's digest is the sum of its fields' hashes (see
+    :mod:`.digest`), so it follows each field's stamp here in O(1).
+    """
     effect: Effect = []
     if change.accessed_at > record.last_accessed_at:
         record.last_accessed_at = change.accessed_at
@@ -113,44 +130,58 @@ def merge(record: SessionRecord, change: Change) -> Effect:
         record.created_at = change.created_at
     digest = record.digest
     if change.route_stamp > record.route_stamp:
-        digest ^= field_hash(ROUTE_FIELD, record.route_stamp)
-        digest ^= field_hash(ROUTE_FIELD, change.route_stamp)
+        digest -= field_hash(ROUTE_FIELD, record.route_stamp)
+        digest += field_hash(ROUTE_FIELD, change.route_stamp)
         record.route, record.route_stamp = change.route, change.route_stamp
     if change.interval_stamp > record.interval_stamp and change.interval is not None:
-        digest ^= field_hash(INTERVAL_FIELD, record.interval_stamp)
-        digest ^= field_hash(INTERVAL_FIELD, change.interval_stamp)
+        digest -= field_hash(INTERVAL_FIELD, record.interval_stamp)
+        digest += field_hash(INTERVAL_FIELD, change.interval_stamp)
         record.max_inactive_interval, record.interval_stamp = change.interval, change.interval_stamp
     attributes, stamps, removed = record.attributes, record.stamps, record.removed
-    for name, (stamp, value) in change.set.items():
-        current = max(stamps.get(name, 0), removed.get(name, 0))
-        if stamp <= current:
-            continue
-        if current:
-            digest ^= field_hash(name, current)
-        digest ^= field_hash(name, stamp)
-        old = attributes.get(name)
-        attributes[name] = value
-        stamps[name] = stamp
-        removed.pop(name, None)
-        if old is None:
-            effect.append(("attribute_added", name, value, None))
-        elif old != value:
-            effect.append(("attribute_replaced", name, value, old))
+    values, value_stamps = change.values, change.value_stamps
+    changed = False
+    if values and not stamps and not removed and 0 not in value_stamps.values():
+        # A session's first values (creation, state transfer): taken whole, in C.
+        attributes.update(values)
+        stamps.update(value_stamps)
+        digest += fields_hash(value_stamps)
+        changed = True
+        if effects:
+            effect = [("attribute_added", n, v, None) for n, v in values.items()]
+    else:
+        for name, stamp in value_stamps.items():
+            current = max(stamps.get(name, 0), removed.get(name, 0))
+            if stamp <= current:
+                continue
+            digest += field_hash(name, stamp) - field_hash(name, current)
+            value = values[name]
+            old = attributes.get(name)
+            attributes[name] = value
+            stamps[name] = stamp
+            if removed:
+                removed.pop(name, None)
+            changed = True
+            if not effects:
+                continue
+            if old is None:
+                effect.append(("attribute_added", name, value, None))
+            elif old != value:
+                effect.append(("attribute_replaced", name, value, old))
     for name, stamp in change.removed.items():
         current = max(stamps.get(name, 0), removed.get(name, 0))
         if stamp <= current:
             continue
-        if current:
-            digest ^= field_hash(name, current)
-        digest ^= field_hash(name, stamp)
+        digest += field_hash(name, stamp) - field_hash(name, current)
         removed[name] = stamp
         stamps.pop(name, None)
         old = attributes.pop(name, None)
         if old is not None:
-            effect.append(("attribute_removed", name, None, old))
-    if effect:
+            changed = True
+            if effects:
+                effect.append(("attribute_removed", name, None, old))
+    if changed:
         record.packed = None
-    record.digest = digest
+    record.digest = digest & MASK
     return effect
 
 
@@ -158,6 +189,7 @@ def merge(record: SessionRecord, change: Change) -> Effect:
 
 
 STAMP_BYTES = 12  # stamps outgrow msgpack's 64-bit integers: they travel as bytes
+WIRE_FIELDS = 16
 
 
 def stamp_to_wire(stamp: int) -> bytes:
@@ -173,28 +205,42 @@ def stamp_from_wire(data: Any) -> int:
 
 
 def to_wire(change: Change) -> list[Any]:
-    """A change as msgpack-ready lists (the session layer's wire format)."""
-    # Inline to_bytes, and one bytes object per distinct stamp: a write's fields share
-    # one, and this runs for every field of every session in a state transfer.
-    encoded: dict[int, bytes] = {}
+    """A change as msgpack-ready lists (the session layer's wire format).
 
-    def s(stamp: int) -> bytes:
-        data = encoded.get(stamp)
-        if data is None:
-            data = encoded[stamp] = stamp.to_bytes(STAMP_BYTES, "big")
-        return data
-
+    Stamps are sent once each, in a table; fields refer to them by index (-1: no
+    stamp). A write stamps all its fields alike, so attributes usually share one
+    index and their names and values go as two plain lists (see docs/protocol.md).
+    """
+    value_stamps = change.value_stamps
+    distinct = set(value_stamps.values())
+    distinct.update(change.removed.values())
+    distinct.update((change.route_stamp, change.interval_stamp, change.invalidated))
+    distinct.discard(0)
+    table = list(distinct)
+    index = {stamp: i for i, stamp in enumerate(table)}
+    index[0] = -1
+    names = list(change.values)
+    shared = set(value_stamps.values())
+    refs: int | list[int] = (
+        index[shared.pop()] if len(shared) == 1 else [index[value_stamps[n]] for n in names]
+    )
+    removed = change.removed
+    removed_refs = [index[s] for s in removed.values()]
     return [
         change.token,
         change.accessed_at,
         change.created_at,
         change.route,
-        s(change.route_stamp),
         change.interval,
-        s(change.interval_stamp),
-        [[k, s(stamp), v] for k, (stamp, v) in change.set.items()],
-        [[k, s(stamp)] for k, stamp in change.removed.items()],
-        s(change.invalidated),
+        [stamp.to_bytes(STAMP_BYTES, "big") for stamp in table],
+        index[change.route_stamp],
+        index[change.interval_stamp],
+        index[change.invalidated],
+        names,
+        refs,
+        list(change.values.values()),
+        list(removed),
+        removed_refs,
         change.full,
         change.renamed_from,
     ]
@@ -204,57 +250,79 @@ class WireError(ValueError):
     """A session message that does not parse; it is dropped and logged."""
 
 
+_STR_ONLY = {str}
+_BYTES_ONLY = {bytes}
+_NUMBERS = (int, float)
+
+
+def _stamp_at(table: list[int], ref: Any) -> int:
+    """The stamp a field refers to: -1 is none (0), else an index into the table."""
+    if type(ref) is not int or not -1 <= ref < len(table):
+        raise WireError("change refers to a stamp it does not carry")
+    return 0 if ref < 0 else table[ref]
+
+
 def from_wire(data: Any) -> Change:
-    """Parse :func:`to_wire`'s form, checking every type."""
-    if not isinstance(data, list) or len(data) != 12:
-        raise WireError("a change is not a 12-field list")
-    token, accessed, created, route, route_stamp, interval, interval_stamp = data[:7]
-    sets, removes, invalidated, full, renamed_from = data[7:]
-    if renamed_from is not None and not isinstance(renamed_from, str):
-        raise WireError("change renamed_from has the wrong type")
-    if not isinstance(token, str) or not isinstance(accessed, int | float):
+    """Parse :func:`to_wire`'s form, checking every type.
+
+    msgpack decodes to exact ``list``, ``str``, ``bytes`` and ``int``, so exact type
+    checks (``type(x) is``) suffice; the per-attribute ones run in C (``map``).
+    This runs for every change received and every session of a state transfer.
+    """
+    if type(data) is not list or len(data) != WIRE_FIELDS:
+        raise WireError(f"a change is not a {WIRE_FIELDS}-field list")
+    (token, accessed, created, route, interval, raw_table, route_ref, interval_ref,
+     invalidated_ref, names, refs, values, removed_names, removed_refs, full,
+     renamed_from) = data  # fmt: skip
+    if type(token) is not str or not isinstance(accessed, _NUMBERS):
         raise WireError("change token or access time has the wrong type")
-    if created is not None and not isinstance(created, int | float):
+    if created is not None and not isinstance(created, _NUMBERS):
         raise WireError("change creation time has the wrong type")
-    if route is not None and not isinstance(route, str):
+    if route is not None and type(route) is not str:
         raise WireError("change route has the wrong type")
-    if interval is not None and not isinstance(interval, int):
+    if interval is not None and type(interval) is not int:
         raise WireError("change interval has the wrong type")
-    route_stamp, interval_stamp = stamp_from_wire(route_stamp), stamp_from_wire(interval_stamp)
-    invalidated = stamp_from_wire(invalidated)
-    if not isinstance(sets, list) or not isinstance(removes, list) or not isinstance(full, bool):
+    if renamed_from is not None and type(renamed_from) is not str:
+        raise WireError("change renamed_from has the wrong type")
+    if type(full) is not bool:
+        raise WireError("change 'full' is not a boolean")
+    if type(raw_table) is not list:
+        raise WireError("change stamp table is not a list")
+    for raw in raw_table:
+        if type(raw) is not bytes or len(raw) != STAMP_BYTES:
+            raise WireError("a stamp is not 12 bytes")
+    table = [int.from_bytes(raw, "big") for raw in raw_table]
+    if type(names) is not list or type(values) is not list or len(names) != len(values):
         raise WireError("change attribute lists have the wrong type")
-    set_values: dict[str, tuple[int, bytes]] = {}
-    shared: dict[bytes, int] = {}  # a write's fields share one stamp: keep one int for them
-    intern = sys.intern
-    for item in sets:
-        # Exact types: msgpack decodes to plain list, str and bytes (and this loop runs
-        # for every field of every session in a state transfer).
-        if type(item) is not list or len(item) != 3:
-            raise WireError("malformed attribute in a change")
-        name, raw, value = item
-        if type(name) is not str or type(value) is not bytes or type(raw) is not bytes:
-            raise WireError("malformed attribute in a change")
-        stamp = shared.get(raw)
-        if stamp is None:
-            stamp = shared[raw] = stamp_from_wire(raw)
-        set_values[intern(name)] = (stamp, value)
+    if names and (set(map(type, names)) - _STR_ONLY or set(map(type, values)) - _BYTES_ONLY):
+        raise WireError("malformed attribute in a change")
+    names = list(map(sys.intern, names))  # one str per name across all sessions
+    if type(refs) is list:
+        if len(refs) != len(names):
+            raise WireError("change attribute stamps do not match its attributes")
+        value_stamps = dict(zip(names, [_stamp_at(table, r) for r in refs], strict=True))
+    else:
+        value_stamps = dict.fromkeys(names, _stamp_at(table, refs))
+    if type(removed_names) is not list or type(removed_refs) is not list:
+        raise WireError("change removals have the wrong type")
     removed: dict[str, int] = {}
-    for item in removes:
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+    if removed_names or removed_refs:
+        if len(removed_names) != len(removed_refs) or set(map(type, removed_names)) - _STR_ONLY:
             raise WireError("malformed removal in a change")
-        removed[item[0]] = stamp_from_wire(item[1])
+        stamps = [_stamp_at(table, r) for r in removed_refs]
+        removed = dict(zip(removed_names, stamps, strict=True))
     return Change(
-        token=token,
-        accessed_at=float(accessed),
-        created_at=None if created is None else float(created),
-        route=route,
-        route_stamp=route_stamp,
-        interval=interval,
-        interval_stamp=interval_stamp,
-        set=set_values,
-        removed=removed,
-        invalidated=invalidated,
-        full=full,
-        renamed_from=renamed_from,
+        token,
+        float(accessed),
+        None if created is None else float(created),
+        route,
+        _stamp_at(table, route_ref),
+        interval,
+        _stamp_at(table, interval_ref),
+        dict(zip(names, values, strict=True)),
+        value_stamps,
+        removed,
+        _stamp_at(table, invalidated_ref),
+        full,
+        renamed_from,
     )

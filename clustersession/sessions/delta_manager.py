@@ -252,7 +252,7 @@ class DeltaManager(LocalManager):
             self.hlc.observe(stamp)
             self.apply(Change(token, 0.0, invalidated=stamp), remote=True)
         for change in changes:
-            self.hlc.observe(max(change.stamps(), default=0))
+            self.hlc.observe(change.highest_stamp())
             try:
                 self.apply(change, remote=True)
             except Exception:  # one bad change must not stop the others

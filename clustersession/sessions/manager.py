@@ -171,10 +171,11 @@ class LocalManager:
             change.route, change.route_stamp = delta.route, stamp
         if delta.max_inactive_interval is not None:
             change.interval, change.interval_stamp = delta.max_inactive_interval, stamp
-        for name, value in delta.set.items():
-            change.set[name] = (stamp, value)
-        for name in delta.removed:
-            change.removed[name] = stamp
+        if delta.set:
+            change.values = delta.set  # the request's own dict: nobody changes it later
+            change.value_stamps = dict.fromkeys(delta.set, stamp)
+        if delta.removed:
+            change.removed = dict.fromkeys(delta.removed, stamp)
         return change
 
     def apply(self, change: Change, *, remote: bool) -> None:
@@ -192,7 +193,7 @@ class LocalManager:
         if change.renamed_from is not None:
             old = self.store.pop(change.renamed_from)
             # The rename's own stamp: every node then forgets the old id at the same time.
-            self._tombstone(change.renamed_from, max(change.stamps(), default=self.hlc.stamp()))
+            self._tombstone(change.renamed_from, change.highest_stamp() or self.hlc.stamp())
             if old is not None and record is None:
                 previous_id = old.session_id
                 old.token = change.token
@@ -207,7 +208,7 @@ class LocalManager:
             record = new_record(change, self.default_interval)
             created = True
         before = record.digest
-        effect = merge(record, change)
+        effect = merge(record, change, effects=bool(self.listeners))
         if created:
             if change.full and self.is_expired(record, self.clock()):
                 return  # a copy of a session that has expired here meanwhile

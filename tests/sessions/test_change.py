@@ -20,7 +20,7 @@ def random_changes(seed: int, count: int = 60) -> list[Change]:
         for _ in range(rng.randint(0, 3)):
             key = rng.choice("abcde")
             if rng.random() < 0.7:
-                change.set[key] = (clock.stamp(), bytes([rng.randint(0, 255)]))
+                change.put(key, clock.stamp(), bytes([rng.randint(0, 255)]))
             else:
                 change.removed[key] = clock.stamp()
         if rng.random() < 0.2:
@@ -58,8 +58,8 @@ def test_later_write_wins_and_a_removal_is_not_undone_by_an_older_write() -> Non
     older, newer, removal = clock.stamp(), clock.stamp(), clock.stamp()
     record = new_record(Change("t", 0.0), 60)
     merge(record, Change("t", 0.0, removed={"k": removal}))
-    merge(record, Change("t", 0.0, set={"k": (newer, b"new")}))
-    merge(record, Change("t", 0.0, set={"k": (older, b"old")}))
+    merge(record, Change("t", 0.0, values={"k": b"new"}, value_stamps={"k": newer}))
+    merge(record, Change("t", 0.0, values={"k": b"old"}, value_stamps={"k": older}))
     assert "k" not in record.attributes
 
 
@@ -74,9 +74,12 @@ def test_clock_moves_past_what_it_observes() -> None:
 def test_wire_round_trip() -> None:
     big = HybridClock(2**32 - 1).stamp()  # real stamps are far beyond 64 bits
     change = Change(
-        "tok", 12.5, 10.0, "node1", big, 60, 6, {"a": (7, b"\x01")}, {"b": 8}, 0, True, "old"
+        "tok", 12.5, 10.0, "node1", big, 60, 6, {"a": b"\x01"}, {"a": 7}, {"b": 8}, 0, True, "old"
     )
     assert from_wire(to_wire(change)) == change
+    mixed = Change("tok", 1.0, values={"a": b"1", "b": b"2"}, value_stamps={"a": 5, "b": big})
+    mixed.removed = {"c": 5, "d": 9}
+    assert from_wire(to_wire(mixed)) == mixed
 
 
 @pytest.mark.parametrize(
@@ -84,9 +87,18 @@ def test_wire_round_trip() -> None:
     [
         None,
         [],
-        ["tok"] * 12,
-        [1, 2.0, None, None, bytes(12), None, bytes(12), [], [], bytes(12), False, None],
-        ["t", 2.0, None, None, 5, None, bytes(12), [], [], bytes(12), False, None],
+        ["tok"] * 16,
+        [1, 2.0, None, None, None, [], -1, -1, -1, [], 0, [], [], [], False, None],  # token
+        ["t", 2.0, None, None, None, [5], 0, -1, -1, [], 0, [], [], [], False, None],  # stamp
+        ["t", 2.0, None, None, None, [], 0, -1, -1, [], 0, [], [], [], False, None],  # no stamp 0
+        ["t", 2.0, None, None, None, [bytes(12)], -2, -1, -1, [], 0, [], [], [], False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, ["a"], 0, [], [], [], False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, ["a"], 0, ["v"], [], [], False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, [1], 0, [b"v"], [], [], False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, ["a"], [], [b"v"], [], [], 0, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, [], 0, [], ["a"], [3], False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, [], 0, [], ["a"], [], False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, [], 0, [], [], [], 1, None],
     ],
 )
 def test_malformed_wire_changes_are_refused(data: object) -> None:
@@ -119,7 +131,7 @@ def test_bucket_digests_agree_when_the_sessions_do(seed: int) -> None:
 
 
 def test_a_stamp_of_the_wrong_type_is_a_wire_error() -> None:
-    bad = to_wire(Change("t", 1.0, set={"k": (5, b"v")}))
-    bad[7][0][1] = [1, 2]  # unhashable where the stamp's bytes belong
+    bad = to_wire(Change("t", 1.0, values={"k": b"v"}, value_stamps={"k": 5}))
+    bad[5][0] = [1, 2]  # a list where the stamp's bytes belong
     with pytest.raises(WireError):
         from_wire(bad)
