@@ -16,7 +16,15 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .digest import INTERVAL_FIELD, MASK, ROUTE_FIELD, field_hash, fields_hash, token_hash
+from .digest import (
+    INTERVAL_FIELD,
+    MASK,
+    NAME_HASHES,
+    ROUTE_FIELD,
+    field_hash,
+    fields_hash,
+    token_hash,
+)
 from .record import SessionRecord
 
 
@@ -42,6 +50,8 @@ class Change:
     invalidated: int = 0  # the stamp of the invalidation, 0 if none
     full: bool = False  # a snapshot of the whole session (transfer, repair, rename)
     renamed_from: str | None = None  # regenerate_id(): the old token, now dead
+    # The highest stamp, when known: set on receipt, from the stamp table.
+    top: int = field(default=0, compare=False)
 
     def put(self, name: str, stamp: int, value: bytes) -> None:
         """Set one attribute."""
@@ -64,7 +74,7 @@ class Change:
 
     def highest_stamp(self) -> int:
         """The highest stamp it carries (for the receiver's clock), 0 if none."""
-        return max(
+        return self.top or max(
             max(self.value_stamps.values(), default=0),
             max(self.removed.values(), default=0),
             self.route_stamp,
@@ -150,10 +160,15 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
             effect = [("attribute_added", n, v, None) for n, v in values.items()]
     else:
         for name, stamp in value_stamps.items():
-            current = max(stamps.get(name, 0), removed.get(name, 0))
+            current = stamps.get(name, 0)
+            if removed:
+                current = max(current, removed.get(name, 0))
             if stamp <= current:
                 continue
-            digest += field_hash(name, stamp) - field_hash(name, current)
+            # field_hash(name, stamp) - field_hash(name, current), inline: the hot path
+            digest += NAME_HASHES[name] * (
+                ((stamp ^ (stamp >> 64)) & MASK) - ((current ^ (current >> 64)) & MASK)
+            )
             value = values[name]
             old = attributes.get(name)
             attributes[name] = value
@@ -171,7 +186,10 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
         current = max(stamps.get(name, 0), removed.get(name, 0))
         if stamp <= current:
             continue
-        digest += field_hash(name, stamp) - field_hash(name, current)
+        # field_hash(name, stamp) - field_hash(name, current), inline: the hot path
+        digest += NAME_HASHES[name] * (
+            ((stamp ^ (stamp >> 64)) & MASK) - ((current ^ (current >> 64)) & MASK)
+        )
         removed[name] = stamp
         stamps.pop(name, None)
         old = attributes.pop(name, None)
@@ -190,6 +208,7 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
 
 STAMP_BYTES = 12  # stamps outgrow msgpack's 64-bit integers: they travel as bytes
 WIRE_FIELDS = 16
+WRITE_FIELDS = 6  # the short form of a plain write
 
 
 def stamp_to_wire(stamp: int) -> bytes:
@@ -209,11 +228,31 @@ def to_wire(change: Change) -> list[Any]:
 
     Stamps are sent once each, in a table; fields refer to them by index (-1: no
     stamp). A write stamps all its fields alike, so attributes usually share one
-    index and their names and values go as two plain lists (see docs/protocol.md).
+    index and their names and values go as two plain lists. A plain write (values
+    and removals under one stamp, nothing else) has a short 6-field form: token,
+    accessed_at, stamp, names, values, removed names (see docs/protocol.md).
     """
     value_stamps = change.value_stamps
     distinct = set(value_stamps.values())
     distinct.update(change.removed.values())
+    if (
+        len(distinct) == 1
+        and change.created_at is None
+        and not (change.route_stamp or change.interval_stamp or change.invalidated)
+        and not change.full
+        and change.renamed_from is None
+    ):
+        # A plain write (most changes): one stamp for its attributes and removals.
+        (stamp,) = distinct
+        if stamp:
+            return [
+                change.token,
+                change.accessed_at,
+                stamp.to_bytes(STAMP_BYTES, "big"),
+                list(change.values),
+                list(change.values.values()),
+                list(change.removed),
+            ]
     distinct.update((change.route_stamp, change.interval_stamp, change.invalidated))
     distinct.discard(0)
     table = list(distinct)
@@ -270,7 +309,9 @@ def from_wire(data: Any) -> Change:
     This runs for every change received and every session of a state transfer.
     """
     if type(data) is not list or len(data) != WIRE_FIELDS:
-        raise WireError(f"a change is not a {WIRE_FIELDS}-field list")
+        if type(data) is list and len(data) == WRITE_FIELDS:
+            return _write_from_wire(data)
+        raise WireError(f"a change is not a {WIRE_FIELDS}- or {WRITE_FIELDS}-field list")
     (token, accessed, created, route, interval, raw_table, route_ref, interval_ref,
      invalidated_ref, names, refs, values, removed_names, removed_refs, full,
      renamed_from) = data  # fmt: skip
@@ -325,4 +366,40 @@ def from_wire(data: Any) -> Change:
         _stamp_at(table, invalidated_ref),
         full,
         renamed_from,
+        max(table, default=0),
+    )
+
+
+def _write_from_wire(data: list[Any]) -> Change:
+    token, accessed, raw, names, values, removed = data
+    if type(token) is not str or not isinstance(accessed, _NUMBERS):
+        raise WireError("change token or access time has the wrong type")
+    if type(raw) is not bytes or len(raw) != STAMP_BYTES or not any(raw):
+        raise WireError("a write's stamp is not 12 bytes")
+    if type(names) is not list or type(values) is not list or len(names) != len(values):
+        raise WireError("change attribute lists have the wrong type")
+    if type(removed) is not list:
+        raise WireError("change removals have the wrong type")
+    if names and (set(map(type, names)) - _STR_ONLY or set(map(type, values)) - _BYTES_ONLY):
+        raise WireError("malformed attribute in a change")
+    if removed and set(map(type, removed)) - _STR_ONLY:
+        raise WireError("malformed removal in a change")
+    stamp = int.from_bytes(raw, "big")
+    names = list(map(sys.intern, names))
+    # Positional: keyword arguments cost measurably here, once per change received.
+    return Change(
+        token,
+        float(accessed),
+        None,
+        None,
+        0,
+        None,
+        0,
+        dict(zip(names, values, strict=False)),  # lengths checked above
+        dict.fromkeys(names, stamp),
+        dict.fromkeys(removed, stamp),
+        0,
+        False,
+        None,
+        stamp,
     )

@@ -26,9 +26,12 @@ class HybridClock:
 
     def stamp(self) -> int:
         """A stamp greater than every stamp issued or observed here."""
+        last = self._last + 1
         physical = int(self.wall() * 1000) << 16
-        self._last = max(self._last + 1, physical)
-        return (self._last << NODE_BITS) | self.node
+        if physical > last:
+            last = physical
+        self._last = last
+        return (last << NODE_BITS) | self.node
 
     def observe(self, stamp: int) -> None:
         """Move past a stamp made elsewhere."""

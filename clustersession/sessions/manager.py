@@ -156,12 +156,9 @@ class LocalManager:
         """Turn a request's delta into a stamped change."""
         if delta.invalidated:
             return Change(delta.token, delta.accessed_at, invalidated=self.hlc.stamp())
-        change = Change(
-            delta.token,
-            delta.accessed_at,
-            created_at=delta.created_at,
-            renamed_from=delta.renamed_from,
-        )
+        change = Change(delta.token, delta.accessed_at, delta.created_at)
+        if delta.renamed_from is not None:
+            change.renamed_from = delta.renamed_from
         if delta.is_access_only:
             return change
         # One stamp for the whole write: its fields are distinct, so they need no order

@@ -34,6 +34,7 @@ class SessionRecord:
     route_stamp: int = 0
     interval_stamp: int = 0
     digest: int = field(default=0, repr=False, compare=False)  # see .digest
+    bucket: int = field(default=0, repr=False, compare=False)  # the store's, set by put()
 
     def is_expired(self, now: float) -> bool:
         """Whether the session has been idle longer than its interval."""

@@ -36,18 +36,19 @@ class SessionStore:
         """Insert a record (its token must not be stored yet)."""
         assert record.token not in self._records
         self._records[record.token] = record
-        self.buckets[bucket_of(record.token)] ^= record.digest
+        record.bucket = bucket_of(record.token)
+        self.buckets[record.bucket] ^= record.digest
 
     def pop(self, token: str) -> SessionRecord | None:
         """Remove and return a record, if present."""
         record = self._records.pop(token, None)
         if record is not None:
-            self.buckets[bucket_of(token)] ^= record.digest
+            self.buckets[record.bucket] ^= record.digest
         return record
 
     def digest_changed(self, record: SessionRecord, before: int) -> None:
         """A stored record's digest went from ``before`` to ``record.digest``."""
-        self.buckets[bucket_of(record.token)] ^= before ^ record.digest
+        self.buckets[record.bucket] ^= before ^ record.digest
 
     def dead(self, token: str) -> None:
         """Count an invalidated id in (or, called again, out of) its bucket."""
@@ -55,4 +56,4 @@ class SessionStore:
 
     def in_buckets(self, buckets: set[int]) -> list[SessionRecord]:
         """Every record in the given buckets."""
-        return [r for t, r in self._records.items() if bucket_of(t) in buckets]
+        return [r for r in self._records.values() if r.bucket in buckets]

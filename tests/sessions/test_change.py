@@ -132,6 +132,50 @@ def test_bucket_digests_agree_when_the_sessions_do(seed: int) -> None:
 
 def test_a_stamp_of_the_wrong_type_is_a_wire_error() -> None:
     bad = to_wire(Change("t", 1.0, values={"k": b"v"}, value_stamps={"k": 5}))
-    bad[5][0] = [1, 2]  # a list where the stamp's bytes belong
+    bad[2] = [1, 2]  # a list where the stamp's bytes belong
     with pytest.raises(WireError):
         from_wire(bad)
+
+
+def test_a_plain_write_takes_the_short_form_and_round_trips() -> None:
+    stamp = HybridClock(3).stamp()
+    write = Change("tok", 2.0, values={"a": b"\x01"}, value_stamps={"a": stamp})
+    write.removed = {"b": stamp}
+    wire = to_wire(write)
+    assert len(wire) == 6
+    assert from_wire(wire) == write
+    assert from_wire(wire).highest_stamp() == stamp
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["t", 1.0, bytes(12), [], [], []],  # a zero stamp
+        ["t", 1.0, b"\x01" * 11, [], [], []],
+        ["t", 1.0, b"\x01" * 12, ["a"], [], []],
+        ["t", 1.0, b"\x01" * 12, ["a"], ["v"], []],
+        ["t", 1.0, b"\x01" * 12, [], [], [1]],
+        [5, 1.0, b"\x01" * 12, [], [], []],
+    ],
+)
+def test_malformed_short_writes_are_refused(data: object) -> None:
+    with pytest.raises(WireError):
+        from_wire(data)
+
+
+@pytest.mark.parametrize("gap_ms", [1, 32_768, 65_536, 2**32])
+def test_a_session_that_missed_one_write_has_another_digest(gap_ms: int) -> None:
+    # Stamps of one node gap_ms apart; the second write reached only one replica.
+    # Gaps of 2**15 and 2**16 ms flip single high bits of the stamp: they must
+    # still change the digest, or anti-entropy would never repair that session.
+    from clustersession.sessions.digest import field_hash
+
+    times = iter([1_700_000_000.0, 1_700_000_000.0 + gap_ms / 1000])
+    clock = HybridClock(7, wall=lambda: next(times))
+    first, second = clock.stamp(), clock.stamp()
+    both, one = (new_record(Change("t", 0.0), 60) for _ in range(2))
+    for record in (both, one):
+        merge(record, Change("t", 0.0, values={"k": b"1"}, value_stamps={"k": first}))
+    merge(both, Change("t", 0.0, values={"k": b"2"}, value_stamps={"k": second}))
+    assert both.digest != one.digest
+    assert field_hash("k", first) != field_hash("k", second)
