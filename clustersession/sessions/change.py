@@ -12,7 +12,6 @@ replayed change can bring it back.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,8 +206,8 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
 
 
 STAMP_BYTES = 12  # stamps outgrow msgpack's 64-bit integers: they travel as bytes
-WIRE_FIELDS = 16
-WRITE_FIELDS = 6  # the short form of a plain write
+WIRE_FIELDS = 14
+WRITE_FIELDS = 5  # the short form of a plain write
 
 
 def stamp_to_wire(stamp: int) -> bytes:
@@ -226,11 +225,12 @@ def stamp_from_wire(data: Any) -> int:
 def to_wire(change: Change) -> list[Any]:
     """A change as msgpack-ready lists (the session layer's wire format).
 
-    Stamps are sent once each, in a table; fields refer to them by index (-1: no
-    stamp). A write stamps all its fields alike, so attributes usually share one
-    index and their names and values go as two plain lists. A plain write (values
-    and removals under one stamp, nothing else) has a short 6-field form: token,
-    accessed_at, stamp, names, values, removed names (see docs/protocol.md).
+    Attributes travel as a map ``{name: value}``: msgpack builds (and interns the
+    names of) a dict in C at the other end. Stamps are sent once each, in a table;
+    fields refer to them by index (-1: no stamp). A write stamps all its fields
+    alike, so the attributes usually share one index. A plain write (values and
+    removals under one stamp, nothing else) has a short 5-field form: token,
+    accessed_at, stamp, values, removed names (see docs/protocol.md).
     """
     value_stamps = change.value_stamps
     distinct = set(value_stamps.values())
@@ -249,8 +249,7 @@ def to_wire(change: Change) -> list[Any]:
                 change.token,
                 change.accessed_at,
                 stamp.to_bytes(STAMP_BYTES, "big"),
-                list(change.values),
-                list(change.values.values()),
+                change.values,
                 list(change.removed),
             ]
     distinct.update((change.route_stamp, change.interval_stamp, change.invalidated))
@@ -258,13 +257,12 @@ def to_wire(change: Change) -> list[Any]:
     table = list(distinct)
     index = {stamp: i for i, stamp in enumerate(table)}
     index[0] = -1
-    names = list(change.values)
     shared = set(value_stamps.values())
     refs: int | list[int] = (
-        index[shared.pop()] if len(shared) == 1 else [index[value_stamps[n]] for n in names]
+        index[shared.pop()]
+        if len(shared) == 1
+        else [index[value_stamps[name]] for name in change.values]
     )
-    removed = change.removed
-    removed_refs = [index[s] for s in removed.values()]
     return [
         change.token,
         change.accessed_at,
@@ -275,11 +273,9 @@ def to_wire(change: Change) -> list[Any]:
         index[change.route_stamp],
         index[change.interval_stamp],
         index[change.invalidated],
-        names,
+        change.values,
         refs,
-        list(change.values.values()),
-        list(removed),
-        removed_refs,
+        {name: index[stamp] for name, stamp in change.removed.items()},
         change.full,
         change.renamed_from,
     ]
@@ -301,20 +297,30 @@ def _stamp_at(table: list[int], ref: Any) -> int:
     return 0 if ref < 0 else table[ref]
 
 
+def _check_values(values: Any) -> None:
+    # msgpack (strict_map_key) gives str or bytes keys; attributes need str names.
+    if type(values) is not dict:
+        raise WireError("change attributes are not a map")
+    if values and (
+        set(map(type, values)) - _STR_ONLY or set(map(type, values.values())) - _BYTES_ONLY
+    ):
+        raise WireError("malformed attribute in a change")
+
+
 def from_wire(data: Any) -> Change:
     """Parse :func:`to_wire`'s form, checking every type.
 
-    msgpack decodes to exact ``list``, ``str``, ``bytes`` and ``int``, so exact type
-    checks (``type(x) is``) suffice; the per-attribute ones run in C (``map``).
-    This runs for every change received and every session of a state transfer.
+    msgpack decodes to exact ``list``, ``dict``, ``str``, ``bytes`` and ``int``, so
+    exact type checks (``type(x) is``) suffice; the per-attribute ones run in C
+    (``map``). This runs for every change received and every session of a state
+    transfer.
     """
     if type(data) is not list or len(data) != WIRE_FIELDS:
         if type(data) is list and len(data) == WRITE_FIELDS:
             return _write_from_wire(data)
         raise WireError(f"a change is not a {WIRE_FIELDS}- or {WRITE_FIELDS}-field list")
     (token, accessed, created, route, interval, raw_table, route_ref, interval_ref,
-     invalidated_ref, names, refs, values, removed_names, removed_refs, full,
-     renamed_from) = data  # fmt: skip
+     invalidated_ref, values, refs, removed_refs, full, renamed_from) = data  # fmt: skip
     if type(token) is not str or not isinstance(accessed, _NUMBERS):
         raise WireError("change token or access time has the wrong type")
     if created is not None and not isinstance(created, _NUMBERS):
@@ -333,25 +339,21 @@ def from_wire(data: Any) -> Change:
         if type(raw) is not bytes or len(raw) != STAMP_BYTES:
             raise WireError("a stamp is not 12 bytes")
     table = [int.from_bytes(raw, "big") for raw in raw_table]
-    if type(names) is not list or type(values) is not list or len(names) != len(values):
-        raise WireError("change attribute lists have the wrong type")
-    if names and (set(map(type, names)) - _STR_ONLY or set(map(type, values)) - _BYTES_ONLY):
-        raise WireError("malformed attribute in a change")
-    names = list(map(sys.intern, names))  # one str per name across all sessions
+    _check_values(values)
     if type(refs) is list:
-        if len(refs) != len(names):
+        if len(refs) != len(values):
             raise WireError("change attribute stamps do not match its attributes")
-        value_stamps = dict(zip(names, [_stamp_at(table, r) for r in refs], strict=True))
+        value_stamps = dict(zip(values, [_stamp_at(table, r) for r in refs], strict=True))
     else:
-        value_stamps = dict.fromkeys(names, _stamp_at(table, refs))
-    if type(removed_names) is not list or type(removed_refs) is not list:
-        raise WireError("change removals have the wrong type")
+        value_stamps = dict.fromkeys(values, _stamp_at(table, refs))
+    if type(removed_refs) is not dict:
+        raise WireError("change removals are not a map")
     removed: dict[str, int] = {}
-    if removed_names or removed_refs:
-        if len(removed_names) != len(removed_refs) or set(map(type, removed_names)) - _STR_ONLY:
+    for name, ref in removed_refs.items():
+        if type(name) is not str:
             raise WireError("malformed removal in a change")
-        stamps = [_stamp_at(table, r) for r in removed_refs]
-        removed = dict(zip(removed_names, stamps, strict=True))
+        removed[name] = _stamp_at(table, ref)
+    # Positional: keyword arguments cost measurably here, once per change received.
     return Change(
         token,
         float(accessed),
@@ -360,7 +362,7 @@ def from_wire(data: Any) -> Change:
         _stamp_at(table, route_ref),
         interval,
         _stamp_at(table, interval_ref),
-        dict(zip(names, values, strict=True)),
+        values,
         value_stamps,
         removed,
         _stamp_at(table, invalidated_ref),
@@ -371,22 +373,15 @@ def from_wire(data: Any) -> Change:
 
 
 def _write_from_wire(data: list[Any]) -> Change:
-    token, accessed, raw, names, values, removed = data
+    token, accessed, raw, values, removed = data
     if type(token) is not str or not isinstance(accessed, _NUMBERS):
         raise WireError("change token or access time has the wrong type")
     if type(raw) is not bytes or len(raw) != STAMP_BYTES or not any(raw):
         raise WireError("a write's stamp is not 12 bytes")
-    if type(names) is not list or type(values) is not list or len(names) != len(values):
-        raise WireError("change attribute lists have the wrong type")
-    if type(removed) is not list:
-        raise WireError("change removals have the wrong type")
-    if names and (set(map(type, names)) - _STR_ONLY or set(map(type, values)) - _BYTES_ONLY):
-        raise WireError("malformed attribute in a change")
-    if removed and set(map(type, removed)) - _STR_ONLY:
+    _check_values(values)
+    if type(removed) is not list or (removed and set(map(type, removed)) - _STR_ONLY):
         raise WireError("malformed removal in a change")
     stamp = int.from_bytes(raw, "big")
-    names = list(map(sys.intern, names))
-    # Positional: keyword arguments cost measurably here, once per change received.
     return Change(
         token,
         float(accessed),
@@ -395,8 +390,8 @@ def _write_from_wire(data: list[Any]) -> Change:
         0,
         None,
         0,
-        dict(zip(names, values, strict=False)),  # lengths checked above
-        dict.fromkeys(names, stamp),
+        values,
+        dict.fromkeys(values, stamp),
         dict.fromkeys(removed, stamp),
         0,
         False,

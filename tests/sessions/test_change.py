@@ -87,18 +87,20 @@ def test_wire_round_trip() -> None:
     [
         None,
         [],
-        ["tok"] * 16,
-        [1, 2.0, None, None, None, [], -1, -1, -1, [], 0, [], [], [], False, None],  # token
-        ["t", 2.0, None, None, None, [5], 0, -1, -1, [], 0, [], [], [], False, None],  # stamp
-        ["t", 2.0, None, None, None, [], 0, -1, -1, [], 0, [], [], [], False, None],  # no stamp 0
-        ["t", 2.0, None, None, None, [bytes(12)], -2, -1, -1, [], 0, [], [], [], False, None],
-        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, ["a"], 0, [], [], [], False, None],
-        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, ["a"], 0, ["v"], [], [], False, None],
-        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, [1], 0, [b"v"], [], [], False, None],
-        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, ["a"], [], [b"v"], [], [], 0, None],
-        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, [], 0, [], ["a"], [3], False, None],
-        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, [], 0, [], ["a"], [], False, None],
-        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, [], 0, [], [], [], 1, None],
+        ["tok"] * 14,
+        [1, 2.0, None, None, None, [], -1, -1, -1, {}, 0, {}, False, None],  # token
+        ["t", 2.0, None, None, None, [5], 0, -1, -1, {}, 0, {}, False, None],  # stamp
+        ["t", 2.0, None, None, None, [], 0, -1, -1, {}, 0, {}, False, None],  # no stamp 0
+        ["t", 2.0, None, None, None, [bytes(12)], -2, -1, -1, {}, 0, {}, False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, ["a"], 0, {}, False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, {"a": "v"}, 0, {}, False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, {b"a": b"v"}, 0, {}, False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, {"a": b"v"}, [], {}, False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, {"a": b"v"}, 5, {}, False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, {}, 0, {"a": 3}, False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, {}, 0, ["a"], False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, {}, 0, {b"a": 0}, False, None],
+        ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, {}, 0, {}, 1, None],
     ],
 )
 def test_malformed_wire_changes_are_refused(data: object) -> None:
@@ -142,7 +144,7 @@ def test_a_plain_write_takes_the_short_form_and_round_trips() -> None:
     write = Change("tok", 2.0, values={"a": b"\x01"}, value_stamps={"a": stamp})
     write.removed = {"b": stamp}
     wire = to_wire(write)
-    assert len(wire) == 6
+    assert len(wire) == 5
     assert from_wire(wire) == write
     assert from_wire(wire).highest_stamp() == stamp
 
@@ -150,12 +152,14 @@ def test_a_plain_write_takes_the_short_form_and_round_trips() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        ["t", 1.0, bytes(12), [], [], []],  # a zero stamp
-        ["t", 1.0, b"\x01" * 11, [], [], []],
-        ["t", 1.0, b"\x01" * 12, ["a"], [], []],
-        ["t", 1.0, b"\x01" * 12, ["a"], ["v"], []],
-        ["t", 1.0, b"\x01" * 12, [], [], [1]],
-        [5, 1.0, b"\x01" * 12, [], [], []],
+        ["t", 1.0, bytes(12), {}, []],  # a zero stamp
+        ["t", 1.0, b"\x01" * 11, {}, []],
+        ["t", 1.0, b"\x01" * 12, ["a"], []],
+        ["t", 1.0, b"\x01" * 12, {"a": "v"}, []],
+        ["t", 1.0, b"\x01" * 12, {b"a": b"v"}, []],
+        ["t", 1.0, b"\x01" * 12, {}, [1]],
+        ["t", 1.0, b"\x01" * 12, {}, {}],
+        [5, 1.0, b"\x01" * 12, {}, []],
     ],
 )
 def test_malformed_short_writes_are_refused(data: object) -> None:
@@ -179,3 +183,11 @@ def test_a_session_that_missed_one_write_has_another_digest(gap_ms: int) -> None
     merge(both, Change("t", 0.0, values={"k": b"2"}, value_stamps={"k": second}))
     assert both.digest != one.digest
     assert field_hash("k", first) != field_hash("k", second)
+
+
+def test_the_malformed_cases_above_differ_from_valid_changes_in_one_field() -> None:
+    # The bases the malformed cases were made from parse: each case fails for its field.
+    full = ["t", 2.0, None, None, None, [bytes(12)], 0, -1, -1, {"a": b"v"}, 0, {}, False, None]
+    assert from_wire(full).values == {"a": b"v"}
+    stamp = int.from_bytes(b"\x01" * 12, "big")
+    assert from_wire(["t", 1.0, b"\x01" * 12, {"a": b"v"}, ["b"]]).removed == {"b": stamp}
