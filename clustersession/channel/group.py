@@ -446,9 +446,15 @@ class GroupChannel:
     # -- traffic ---------------------------------------------------------------
 
     async def _transmit(self, members: Sequence[Member], payload: bytes, options: int) -> None:
+        senders = [self.sender_for(m) for m in members]
+        if not options & send_options.USE_ACK and all(s.writable for s in senders):
+            # Nothing to wait for (the usual asynchronous replication): write to every
+            # socket now, rather than one task per destination a loop iteration later.
+            for sender in senders:
+                sender.send_nowait(payload, options)
+            return
         timeout = self.config.sender.timeout / 1000
         retries = self.config.sender.max_retry_attempts
-        senders = [self.sender_for(m) for m in members]
         results = await asyncio.gather(
             *(s.send(payload, options, timeout=timeout, retries=retries) for s in senders),
             return_exceptions=True,

@@ -143,6 +143,26 @@ class PeerSender:
                 self.stats.failed_sends += 1
                 raise
 
+    @property
+    def writable(self) -> bool:
+        """Connected, and the peer keeps up: a send without ACK needs no waiting."""
+        conn = self._conn
+        return conn is not None and not conn.closing and conn.buffered <= _DRAIN_ABOVE
+
+    def send_nowait(self, payload: bytes, options: int) -> None:
+        """Queue one DATA frame without ACK on the socket now; only when :attr:`writable`.
+
+        The asynchronous replication path: no task, no timer, no loop iteration.
+        """
+        assert not options & USE_ACK and self._conn is not None
+        self._write(self._conn, next(self._ids), options, payload)
+
+    def _write(self, conn: Connection, message_id: int, options: int, payload: bytes) -> None:
+        before = conn.bytes_sent
+        conn.write(Envelope(MessageType.DATA, self.local.id, message_id, options, payload))
+        self.stats.messages_sent += 1
+        self.stats.bytes_sent += conn.bytes_sent - before
+
     async def _send_once(self, payload: bytes, options: int, deadline: float) -> None:
         if not self.connected:  # the common case needs no timer task
             remaining = deadline - time.monotonic()
@@ -156,11 +176,8 @@ class PeerSender:
             future = asyncio.get_running_loop().create_future()
             self._pending[message_id] = (_ACK_REPLIES, future)
         started = time.monotonic()
-        before = conn.bytes_sent
         try:
-            conn.write(Envelope(MessageType.DATA, self.local.id, message_id, options, payload))
-            self.stats.messages_sent += 1
-            self.stats.bytes_sent += conn.bytes_sent - before
+            self._write(conn, message_id, options, payload)
             if conn.buffered > _DRAIN_ABOVE:  # back-pressure only when the peer lags
                 await asyncio.wait_for(conn.drain(), max(deadline - time.monotonic(), 0.001))
             if future is not None:
