@@ -148,13 +148,11 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
         record.max_inactive_interval, record.interval_stamp = change.interval, change.interval_stamp
     attributes, stamps, removed = record.attributes, record.stamps, record.removed
     values, value_stamps = change.values, change.value_stamps
-    changed = False
     if values and not stamps and not removed and 0 not in value_stamps.values():
         # A session's first values (creation, state transfer): taken whole, in C.
         attributes.update(values)
         stamps.update(value_stamps)
         digest += fields_hash(value_stamps)
-        changed = True
         if effects:
             effect = [("attribute_added", n, v, None) for n, v in values.items()]
     else:
@@ -174,7 +172,6 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
             stamps[name] = stamp
             if removed:
                 removed.pop(name, None)
-            changed = True
             if not effects:
                 continue
             if old is None:
@@ -192,12 +189,8 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
         removed[name] = stamp
         stamps.pop(name, None)
         old = attributes.pop(name, None)
-        if old is not None:
-            changed = True
-            if effects:
-                effect.append(("attribute_removed", name, None, old))
-    if changed:
-        record.packed = None
+        if effects and old is not None:
+            effect.append(("attribute_removed", name, None, old))
     record.digest = digest & MASK
     return effect
 

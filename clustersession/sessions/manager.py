@@ -194,7 +194,6 @@ class LocalManager:
             if old is not None and record is None:
                 previous_id = old.session_id
                 old.token = change.token
-                old.packed = None
                 old.digest = full_digest(old)
                 record = old
                 self.store.put(record)

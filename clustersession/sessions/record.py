@@ -23,9 +23,6 @@ class SessionRecord:
     last_accessed_at: float
     max_inactive_interval: int
     attributes: dict[str, bytes] = field(default_factory=dict)
-    # All attributes as one msgpack map, so a request decodes its session in one
-    # call; rebuilt lazily after a change (whoever changes attributes resets it).
-    packed: bytes | None = field(default=None, repr=False, compare=False)
     # Replication metadata (see .change): the stamp of each attribute's value, of
     # each removed attribute (a tombstone, so a late write cannot bring it back),
     # and of the route and interval. Zero means "never stamped".

@@ -74,9 +74,9 @@ class Session(StarletteSession):
             self._loaded: dict[str, Any] = {}
             self._start_new(default_max_inactive_interval)
         else:
-            if record.packed is None:
-                record.packed = codec.join_map(record.attributes)
-            self._loaded = codec.decode(record.packed)
+            # One msgpack map of the stored bytes, decoded by one call. Not cached in
+            # the record: that would double the memory of every session ever read.
+            self._loaded = codec.decode(codec.join_map(record.attributes))
             super().__init__(self._loaded)
             self._record: SessionRecord | None = record
             self._token: str | None = record.token

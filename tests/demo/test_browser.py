@@ -79,12 +79,20 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Driver]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+# Read in one script call: the page re-renders the cart, and an element found by one
+# WebDriver call can be gone by the next (Chrome then fails with "Node with given id
+# does not belong to the document", not a StaleElementReferenceException).
 def text(driver: Driver, css: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;"
+    found = driver.execute_script(script, css)
+    if found is None:
+        raise NoSuchElementException(css)
+    return str(found)
 
 
 def cart(driver: Driver) -> list[str]:
-    return [str(li.text) for li in driver.find_elements(By.CSS_SELECTOR, "ul#cart li")]
+    script = "return [...document.querySelectorAll('ul#cart li')].map(li => li.innerText);"
+    return [str(item) for item in driver.execute_script(script)]
 
 
 def until(driver: Driver, condition: Callable[[Driver], Any], timeout: float = 15) -> Any:
