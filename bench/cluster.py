@@ -461,15 +461,17 @@ def measure_throughput(options: Options, ports: _Ports, workdir: Path) -> dict[s
         for round_ in range(options.rounds):
             order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]  # rotate against drift
             for variant in order:
-                spy = None
+                spies = []
                 if _PROFILE_DIR and round_ == 0 and variant != "standalone":
-                    spy = _py_spy(f"throughput-{variant}-node1", clusters[variant][0].process.pid)
+                    spies = [_py_spy(f"throughput-{variant}-{n.name}", n.process.pid)
+                             for n in clusters[variant][:2]]  # fmt: skip
                 rps, p99, errors = run_wrk(
                     clusters[variant][0], scripts[variant],
                     duration=options.duration, connections=options.connections,
                 )  # fmt: skip
-                if spy is not None:
-                    _stop_py_spy(*spy)
+                for spy in spies:
+                    if spy is not None:
+                        _stop_py_spy(*spy)
                 samples.append(Sample(variant, round_, rps, p99, errors))
                 print(
                     f"  [{len(samples):2d}/{total}] round {round_ + 1} {variant:10s} "
@@ -1124,7 +1126,8 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--profile", type=Path, metavar="DIR",
         help="profile into DIR: cProfile for this process and the state-transfer nodes, "
-        "py-spy (if installed) for the peers of the deltas/s run; prints the top functions",
+        "py-spy (if installed) for node1 and a peer of the throughput and deltas/s runs; "
+        "prints the top functions",
     )  # fmt: skip
     # Internal: the state-transfer node processes.
     add("--worker", choices=("hold", "join"), help=argparse.SUPPRESS)

@@ -2,9 +2,10 @@
 
 What it adds to :class:`~.manager.LocalManager`:
 
-* **Deltas out**: a request's stamped changes go to every member in one DELTA
-  message, with the cluster's send options (8: queued; 2/6: the request waits
-  for the acknowledgements). A failure is logged and counted, never raised.
+* **Deltas out**: the stamped changes of the requests that end in one loop
+  iteration go to every member in one DELTA message, with the cluster's send
+  options (8: queued; 2/6: those requests wait for its acknowledgements). A
+  failure is logged and counted, never raised.
 * **Deltas in**: merged (:mod:`.change`): order, duplicates and concurrent writes
   on several nodes all end in the same state everywhere.
 * **Keep-alive**: reads send nothing per request; the ids of sessions used here
@@ -43,7 +44,7 @@ logger = logging.getLogger("clustersession")
 
 ANTI_ENTROPY_INTERVAL = 5.0  # seconds between routine digest exchanges
 MEMBER_WAIT = 2  # heartbeats to wait for members before deciding we are the first node
-BATCH_CHANGES = 500  # changes per DELTA message when batching async replication
+BATCH_CHANGES = 500  # changes per DELTA message at most
 
 
 class DeltaManager(LocalManager):
@@ -72,8 +73,10 @@ class DeltaManager(LocalManager):
         # for long, rarely enough to cost nothing.
         self.touch_interval = min(max(interval / 10, 1.0), 30.0) if interval > 0 else 30.0
         self._touched: dict[str, float] = {}
+        # The changes of the requests that end in this loop iteration, sent together;
+        # the future is resolved once they are sent (acknowledged, unless asynchronous).
         self._outbox: list[Change] = []
-        self._flush_scheduled = False
+        self._outbox_sent: asyncio.Future[None] | None = None
         self._seq = 0
         self._expected: dict[bytes, int] = {}
         self._transfers: dict[int, asyncio.Queue[Message]] = {}
@@ -134,9 +137,10 @@ class DeltaManager(LocalManager):
             return
         self._started = False
         # Changes not sent yet go out first: stopping must not lose acknowledged writes.
-        outbox, self._outbox = self._outbox, []
-        if outbox:
-            await self._send_delta(outbox)
+        outbox, sent = self._outbox, self._outbox_sent
+        self._outbox, self._outbox_sent = [], None
+        if sent is not None:
+            await self._send_batch(outbox, sent)
         if self._spawned:  # sends in flight get a moment to finish
             await asyncio.wait(list(self._spawned), timeout=2.0)
         if self.config.manager.expire_sessions_on_shutdown:
@@ -164,22 +168,36 @@ class DeltaManager(LocalManager):
                 outgoing.append(change)
         if not outgoing or not replicate:
             return changes
-        if self.config.channel_send_options & send_options.ASYNCHRONOUS:
-            # Nobody waits for it: the changes of every request that ends in this loop
-            # iteration go out together, as one DELTA per peer.
-            self._outbox.extend(outgoing)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush_outbox)
-        else:
-            await self._send_delta(outgoing)
+        # The changes of every request that ends in this loop iteration go out
+        # together, as one DELTA per peer. With 2 or 6 the requests wait for its
+        # acknowledgements (shielded: a client that goes away cancels no send).
+        if self._outbox_sent is None:
+            loop = asyncio.get_running_loop()
+            self._outbox_sent = loop.create_future()
+            loop.call_soon(self._flush_outbox)
+        self._outbox.extend(outgoing)
+        sent = self._outbox_sent
+        if not self.config.channel_send_options & send_options.ASYNCHRONOUS:
+            await asyncio.shield(sent)
         return changes
 
     def _flush_outbox(self) -> None:
-        self._flush_scheduled = False
-        outbox, self._outbox = self._outbox, []
-        for start in range(0, len(outbox), BATCH_CHANGES):
-            self._spawn(self._send_delta(outbox[start : start + BATCH_CHANGES]))
+        outbox, sent = self._outbox, self._outbox_sent
+        self._outbox, self._outbox_sent = [], None
+        if sent is not None:  # else stop() sent them already
+            self._spawn(self._send_batch(outbox, sent))
+
+    async def _send_batch(self, changes: list[Change], sent: asyncio.Future[None]) -> None:
+        try:
+            size = BATCH_CHANGES
+            if len(changes) <= size:
+                await self._send_delta(changes)  # the usual case: no task per chunk
+            else:
+                chunks = range(0, len(changes), size)
+                await asyncio.gather(*(self._send_delta(changes[i : i + size]) for i in chunks))
+        finally:
+            if not sent.done():
+                sent.set_result(None)
 
     def reroute(self, record: SessionRecord, route: str) -> Change:
         """Make this node the session's route (failover) and tell the cluster."""
