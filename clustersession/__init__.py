@@ -8,7 +8,7 @@ middleware), :mod:`clustersession.sessions` (sessions and their managers),
 
 from .config import ClusterConfig, ConfigError
 from .sessions.listeners import AttributeEvent, SessionEvent, SessionListener
-from .sessions.session import Session
+from .sessions.session import Session, TooManyActiveSessions
 from .web.middleware import ClusterSessionMiddleware
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "Session",
     "SessionEvent",
     "SessionListener",
+    "TooManyActiveSessions",
 ]

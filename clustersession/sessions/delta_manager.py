@@ -66,6 +66,7 @@ class DeltaManager(LocalManager):
             clock=clock,
             default_interval=config.manager.max_inactive_interval,
             node=int.from_bytes(self.channel.local.id[:4], "big"),
+            max_active_sessions=config.manager.max_active_sessions,
         )
         self.channel.add_listener(self._received)
         interval = config.manager.max_inactive_interval
@@ -477,6 +478,7 @@ class DeltaManager(LocalManager):
         """Counters for the status page."""
         return {
             **self.counters,
+            "rejected_sessions": self.rejected_sessions,
             "sessions": len(self.store),
             "tombstones": len(self.tombstones),
             "state_transferred": self.state_transferred,

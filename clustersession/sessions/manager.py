@@ -37,7 +37,8 @@ class LocalManager:
     ``sweep_interval`` is the period, in seconds, of the background task that
     removes expired sessions; it runs between :meth:`start` and :meth:`stop`.
     ``default_interval`` is the idle timeout of sessions created by a change
-    that does not name one.
+    that does not name one. ``max_active_sessions`` (``-1``: no limit) caps the
+    sessions a request may start here; replicated copies count, as in Tomcat.
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class LocalManager:
         clock: Callable[[], float] = time.time,
         default_interval: int = 1800,
         node: int | None = None,
+        max_active_sessions: int = -1,
     ) -> None:
         self.store = SessionStore()
         self.sweep_interval = sweep_interval
@@ -58,6 +60,8 @@ class LocalManager:
         # token -> (stamp of the invalidation, wall time after which it is forgotten)
         self.tombstones: dict[str, tuple[int, float]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self.max_active_sessions = max_active_sessions
+        self.rejected_sessions = 0  # Tomcat's rejectedSessions
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -104,6 +108,20 @@ class LocalManager:
             self.expire(record)
             return None
         return record
+
+    def may_create(self) -> bool:
+        """Whether a request may start a session now (counts a refusal).
+
+        Sessions that requests are starting concurrently are not counted until
+        they commit, so the limit can be passed by that many.
+        """
+        limit = self.max_active_sessions
+        if limit < 0 or len(self.store) < limit:
+            return True
+        self.rejected_sessions += 1
+        logger.warning("refused a new session: %d active, max_active_sessions = %d",
+                       len(self.store), limit)  # fmt: skip
+        return False
 
     def is_expired(self, record: SessionRecord, now: float) -> bool:
         """Whether this node considers ``record`` expired at ``now``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from _collections_abc import dict_items, dict_values
+from collections.abc import Callable
 from typing import Any
 
 from starlette.middleware.sessions import Session as StarletteSession
@@ -58,9 +59,12 @@ class Session(StarletteSession):
         *,
         default_max_inactive_interval: int,
         now: float,
+        may_create: Callable[[], bool] | None = None,
     ) -> None:
         self._ids = ids
         self._now = now
+        # Asked before the first value of a new session is stored (max_active_sessions).
+        self._may_create = may_create
         # A dict, not a set: changes are replayed (and listeners called) in access order.
         self._read: dict[str, None] = {}
         self._read_all = False
@@ -193,7 +197,16 @@ class Session(StarletteSession):
         self._read_all = True
         return dict(self)
 
+    def _creating(self) -> None:
+        may_create = self._may_create
+        if may_create is not None and self._record is None and not self and not may_create():
+            raise TooManyActiveSessions(
+                "too many active sessions (manager.max_active_sessions): "
+                "this request cannot start a session"
+            )
+
     def __setitem__(self, key: str, value: Any) -> None:
+        self._creating()
         # Refuse what cannot be stored before it is stored; keep the bytes for commit.
         self._written[key] = (value, _encode(key, value))
         self._read[key] = None
@@ -202,6 +215,7 @@ class Session(StarletteSession):
     def setdefault(self, key: str, default: Any = None) -> Any:
         self._read[key] = None
         if key not in self:
+            self._creating()
             _encode(key, default)
         return super().setdefault(key, default)
 
@@ -312,6 +326,14 @@ class Session(StarletteSession):
             if stored.get(key) != encoded:
                 changed[key] = encoded
         return changed, errors
+
+
+class TooManyActiveSessions(RuntimeError):
+    """The node holds ``manager.max_active_sessions`` sessions: no new one starts.
+
+    Raised by the write that would start a session, as Tomcat's ``getSession(true)``
+    raises; sessions that exist (here or replicated) are served as usual.
+    """
 
 
 class UnserialisableChange(TypeError):

@@ -99,11 +99,14 @@ class ClusterSessionMiddleware:
                 sweep_interval=self.config.manager.expiry_sweep_interval,
                 listeners=listeners,
                 default_interval=self.max_inactive_interval,
+                max_active_sessions=self.config.manager.max_active_sessions,
             )
         valves = self.config.valves
         # ReplicationValve's filter: requests whose path matches never replicate.
         self._filter = re.compile(valves.replication.filter) if valves.replication.filter else None
         self._route_binder = valves.route_binder
+        limited = self.config.manager.max_active_sessions >= 0
+        self._may_create = self.manager.may_create if limited else None
         self.status = StatusPage(valves.status, self.manager, self.config.jvm_route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,6 +130,7 @@ class ClusterSessionMiddleware:
             record,
             default_max_inactive_interval=self.max_inactive_interval,
             now=now,
+            may_create=self._may_create,
         )
         # The client's cookie names another route than the session has (a failover,
         # or a renamed session): hand it the current id even if nothing changes.

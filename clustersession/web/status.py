@@ -30,6 +30,7 @@ def snapshot(manager: LocalManager, route: str) -> dict[str, Any]:
         "route": route,
         "time": time.time(),
         "sessions": len(manager.store),
+        "rejected_sessions": manager.rejected_sessions,
         "tombstones": len(manager.tombstones),
         "distributable": isinstance(manager, DeltaManager),
         "members": [],

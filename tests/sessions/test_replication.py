@@ -24,6 +24,7 @@ from clustersession import (
     ClusterSessionMiddleware,
     Session,
     SessionListener,
+    TooManyActiveSessions,
 )
 from clustersession.sessions.delta_manager import DeltaManager
 
@@ -329,3 +330,20 @@ async def test_route_binder_exposes_the_original_id_and_can_be_disabled(
     assert response.json() == {"original": None}
     assert "set-cookie" not in response.headers
     assert (await c.request("GET", "/", second)).json() == {"x": 2}
+
+
+async def test_max_active_sessions_counts_replicated_copies_as_in_tomcat(
+    cluster: NodeFactory,
+) -> None:
+    a = await cluster("a", send_options=6)
+    b = await cluster("b", send_options=6, max_active_sessions=1)
+    await until_members([a, b], 1)
+    cookie = cookie_of(await a.request("POST", "/update", None, json={"user": "ann"}))
+    assert len(b.manager.store) == 1  # sync mode: b applied it before a answered
+    with pytest.raises(TooManyActiveSessions):  # what the app sees on b
+        await b.request("POST", "/update", None, json={"user": "bob"})
+    assert b.manager.stats()["rejected_sessions"] == 1
+    assert len(b.manager.store) == len(a.manager.store) == 1
+    # The replicated session itself is served and written on b as usual.
+    written = await b.request("POST", "/update", cookie, json={"cart": 2})
+    assert written.json() == {"user": "ann", "cart": 2}

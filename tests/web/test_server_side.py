@@ -351,3 +351,46 @@ def test_config_without_secret_key_uses_the_cluster_secret() -> None:
 def test_neither_secret_key_nor_config_is_an_error() -> None:
     with pytest.raises(TypeError, match="secret_key"):
         ClusterSessionMiddleware(view)  # type: ignore[arg-type]
+
+
+def test_max_active_sessions_refuses_a_new_session_and_keeps_serving_the_others() -> None:
+    config = ClusterConfig(jvm_route="n1")
+    config = replace(config, manager=replace(config.manager, max_active_sessions=2))
+    app, middleware = make(config=config, secret_key="example")
+    users = [TestClient(app, raise_server_exceptions=False) for _ in range(3)]
+    for name, user in zip(("ann", "bob"), users, strict=False):
+        assert user.post("/update", json={"user": name}).status_code == 200
+    # The third user's first write would start a third session: refused, as Tomcat's
+    # getSession(true) refuses (the app sees TooManyActiveSessions, here a 500).
+    third = users[2].post("/update", json={"user": "cy"})
+    assert third.status_code == 500
+    assert "set-cookie" not in third.headers
+    assert middleware.manager.rejected_sessions == 1
+    assert len(middleware.manager.store) == 2
+    # The sessions that exist are still read and written; a request that only reads
+    # (no session) is served too.
+    assert users[0].post("/update", json={"cart": 1}).json() == {"user": "ann", "cart": 1}
+    assert users[2].get("/read-only").json() == {"has_user": False}
+    # Once a session ends, a new one can start.
+    users[1].post("/invalidate")
+    assert users[2].post("/update", json={"user": "cy"}).json() == {"user": "cy"}
+
+
+def test_too_many_active_sessions_is_an_error_the_app_can_catch() -> None:
+    from clustersession import TooManyActiveSessions
+
+    def login(request: Request) -> PlainTextResponse:
+        try:
+            request.session["user"] = "dan"
+        except TooManyActiveSessions:
+            return PlainTextResponse("busy, try later", status_code=503)
+        return PlainTextResponse("in")
+
+    config = ClusterConfig(jvm_route="n1")
+    config = replace(config, manager=replace(config.manager, max_active_sessions=1))
+    app = ClusterSessionMiddleware(
+        Starlette(routes=[Route("/login", login)]), secret_key="example", config=config
+    )
+    assert TestClient(app).get("/login").text == "in"
+    response = TestClient(app).get("/login")
+    assert (response.status_code, response.text) == (503, "busy, try later")
