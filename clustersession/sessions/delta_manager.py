@@ -67,6 +67,7 @@ class DeltaManager(LocalManager):
             default_interval=config.manager.max_inactive_interval,
             node=int.from_bytes(self.channel.local.id[:4], "big"),
             max_active_sessions=config.manager.max_active_sessions,
+            replicated_names=config.manager.session_attribute_name_filter,
         )
         self.channel.add_listener(self._received)
         interval = config.manager.max_inactive_interval

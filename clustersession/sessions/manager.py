@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
 
 from . import codec
-from .change import Change, full_digest, merge, new_record, snapshot
+from .change import Change, Effect, full_digest, merge, new_record, snapshot
 from .clock import HybridClock, stamp_time
 from .listeners import AttributeEvent, DestroyReason, SessionEvent, SessionListener
 from .record import SessionDelta, SessionRecord
@@ -39,6 +41,8 @@ class LocalManager:
     ``default_interval`` is the idle timeout of sessions created by a change
     that does not name one. ``max_active_sessions`` (``-1``: no limit) caps the
     sessions a request may start here; replicated copies count, as in Tomcat.
+    ``replicated_names`` (Tomcat's ``sessionAttributeNameFilter``, a regex) is the
+    attribute names that leave this node; others stay local (``None``: all leave).
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class LocalManager:
         default_interval: int = 1800,
         node: int | None = None,
         max_active_sessions: int = -1,
+        replicated_names: str | None = None,
     ) -> None:
         self.store = SessionStore()
         self.sweep_interval = sweep_interval
@@ -62,6 +67,8 @@ class LocalManager:
         self._sweeper: asyncio.Task[None] | None = None
         self.max_active_sessions = max_active_sessions
         self.rejected_sessions = 0  # Tomcat's rejectedSessions
+        self._replicated = re.compile(replicated_names) if replicated_names else None
+        self._is_replicated: dict[str, bool] = {}  # the filter's verdict per name
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -157,8 +164,13 @@ class LocalManager:
         """
         changes: list[Change] = []
         for delta in deltas:
+            local: SessionDelta | None = None
+            if self._replicated is not None and (delta.set or delta.removed):
+                delta, local = self._split(delta)
             change = self.stamp(delta)
             self.apply(change, remote=False)
+            if local is not None:
+                self._apply_local(local)
             if change.renamed_from is not None:
                 # Peers get the whole session under its new id: self-contained, so a
                 # rename can never meet a peer that lacks the old session's history.
@@ -169,6 +181,53 @@ class LocalManager:
                     change = full
             changes.append(change)
         return changes
+
+    def _split(self, delta: SessionDelta) -> tuple[SessionDelta, SessionDelta | None]:
+        """The part of a request's delta that replicates, and the part that stays here."""
+        verdicts, pattern = self._is_replicated, self._replicated
+        assert pattern is not None
+        for name in (*delta.set, *delta.removed):
+            if name not in verdicts:
+                if len(verdicts) >= 4096:  # names repeat across sessions; bound the odd ones
+                    verdicts.clear()
+                verdicts[name] = pattern.fullmatch(name) is not None
+        if all(verdicts[n] for n in delta.set) and all(verdicts[n] for n in delta.removed):
+            return delta, None
+        shared = dataclasses.replace(
+            delta,
+            set={k: v for k, v in delta.set.items() if verdicts[k]},
+            removed=tuple(k for k in delta.removed if verdicts[k]),
+        )
+        local = SessionDelta(
+            delta.token,
+            delta.route,
+            delta.accessed_at,
+            set={k: v for k, v in delta.set.items() if not verdicts[k]},
+            removed=tuple(k for k in delta.removed if not verdicts[k]),
+        )
+        return shared, local
+
+    def _apply_local(self, delta: SessionDelta) -> None:
+        """Store the attributes the filter keeps on this node (last write wins here)."""
+        record = self.store.get(delta.token)
+        if record is None:
+            return
+        local = record.local if record.local is not None else {}
+        effect: Effect = []
+        for name, value in delta.set.items():
+            old = local.get(name)
+            local[name] = value
+            if old is None:
+                effect.append(("attribute_added", name, value, None))
+            elif old != value:
+                effect.append(("attribute_replaced", name, value, old))
+        for name in delta.removed:
+            gone = local.pop(name, None)
+            if gone is not None:
+                effect.append(("attribute_removed", name, None, gone))
+        record.local = local or None
+        for kind, name, new, old_value in effect:
+            self._notify(kind, self._event(record, name, new, old_value, False))
 
     def stamp(self, delta: SessionDelta) -> Change:
         """Turn a request's delta into a stamped change."""

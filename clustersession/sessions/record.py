@@ -31,6 +31,9 @@ class SessionRecord:
     route_stamp: int = 0
     interval_stamp: int = 0
     digest: int = field(default=0, repr=False, compare=False)  # see .digest
+    # Attributes that session_attribute_name_filter keeps on this node: never
+    # replicated, stamped or digested (None, not {}: most sessions have none).
+    local: dict[str, bytes] | None = field(default=None, repr=False)
     bucket: int = field(default=0, repr=False, compare=False)  # the store's, set by put()
 
     def is_expired(self, now: float) -> bool:

@@ -80,13 +80,16 @@ class Session(StarletteSession):
         else:
             # One msgpack map of the stored bytes, decoded by one call. Not cached in
             # the record: that would double the memory of every session ever read.
-            self._loaded = codec.decode(codec.join_map(record.attributes))
+            stored = record.attributes
+            if record.local:  # attributes session_attribute_name_filter keeps here
+                stored = {**stored, **record.local}
+            self._loaded = codec.decode(codec.join_map(stored))
             super().__init__(self._loaded)
             self._record: SessionRecord | None = record
             self._token: str | None = record.token
             self._route = record.route
             # A copy: a concurrent request may commit to the record while this one runs.
-            self._stored: dict[str, bytes] = dict(record.attributes)
+            self._stored: dict[str, bytes] = dict(stored)
             self._created_at = record.created_at
             self._last_accessed_at = record.last_accessed_at
             self._max_inactive_interval = record.max_inactive_interval

@@ -347,3 +347,23 @@ async def test_max_active_sessions_counts_replicated_copies_as_in_tomcat(
     # The replicated session itself is served and written on b as usual.
     written = await b.request("POST", "/update", cookie, json={"cart": 2})
     assert written.json() == {"user": "ann", "cart": 2}
+
+
+async def test_attributes_outside_the_name_filter_stay_on_their_node(
+    cluster: NodeFactory,
+) -> None:
+    # Tomcat's sessionAttributeNameFilter: only matching names are replicated.
+    a = await cluster("a", send_options=6, session_attribute_name_filter="user|cart")
+    b = await cluster("b", send_options=6, session_attribute_name_filter="user|cart")
+    await until_members([a, b], 1)
+    cookie = cookie_of(await a.request("POST", "/update", None, json={"user": "ann", "cache": 1}))
+    await a.request("POST", "/update", cookie, json={"cart": [1], "cache": 2})
+    assert (await a.request("GET", "/", cookie)).json() == {"user": "ann", "cart": [1], "cache": 2}
+    assert (await b.request("GET", "/", cookie)).json() == {"user": "ann", "cart": [1]}
+    # Node-local attributes are not part of what anti-entropy compares (else it would
+    # "repair" them forever): the two nodes' digests agree.
+    assert a.manager.store.buckets == b.manager.store.buckets
+    # Written on b, the local attribute is b's own; a keeps its own.
+    await b.request("POST", "/update", cookie, json={"cache": "b"})
+    assert (await b.request("GET", "/", cookie)).json()["cache"] == "b"
+    assert (await a.request("GET", "/", cookie)).json()["cache"] == 2
