@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import msgpack
 import pytest
 
 from clustersession.sessions.change import Change, WireError, from_wire, merge, new_record, to_wire
@@ -191,3 +192,43 @@ def test_the_malformed_cases_above_differ_from_valid_changes_in_one_field() -> N
     assert from_wire(full).values == {"a": b"v"}
     stamp = int.from_bytes(b"\x01" * 12, "big")
     assert from_wire(["t", 1.0, b"\x01" * 12, {"a": b"v"}, ["b"]]).removed == {"b": stamp}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_corrupted_session_messages_are_refused_or_harmless(seed: int) -> None:
+    # Any field of a valid DELTA replaced by a value of another type: decoding either
+    # refuses it with a WireError (the receiver logs and drops it) or yields changes
+    # that a manager applies without error. Never another exception.
+    from clustersession.sessions import messages
+    from clustersession.sessions.manager import LocalManager
+
+    rng = random.Random(seed)
+    clock = HybridClock(5)
+    stamp = clock.stamp()
+    full = Change("tok1", 1.0, 1.0, "n1", stamp, 60, stamp, {"a": b"\x01"}, {"a": stamp})
+    full.full, full.removed = True, {"b": clock.stamp()}
+    write = Change("tok1", 2.0, values={"c": b"\x02"}, value_stamps={"c": clock.stamp()})
+    gone = Change("tok2", 3.0, invalidated=clock.stamp())
+    good = msgpack.unpackb(
+        messages.encode(messages.Message(messages.Kind.DELTA, seq=1, changes=[full, write, gone]))
+    )
+    junk: list[object] = [None, -1, 7, 2**63, 1.5, "x", b"y", b"\x00" * 12, [], {}, [1], {"k": 1}]
+    for _ in range(300):
+        data = msgpack.unpackb(msgpack.packb(good))  # a fresh deep copy
+        target = rng.choice(data[2])  # one change's list
+        index = rng.randrange(len(target))
+        inner = target[index]
+        if isinstance(inner, list) and inner and rng.random() < 0.5:  # or one level down
+            inner[rng.randrange(len(inner))] = rng.choice(junk)
+        elif isinstance(inner, dict) and inner and rng.random() < 0.5:
+            inner[rng.choice(list(inner))] = rng.choice(junk)
+        else:
+            target[index] = rng.choice(junk)
+        payload = msgpack.packb(data)
+        try:
+            decoded = messages.decode(payload)
+        except WireError:
+            continue
+        manager = LocalManager()
+        for change in decoded.changes:
+            manager.apply(change, remote=True)
