@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from _collections_abc import dict_items, dict_values
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,8 @@ from starlette.middleware.sessions import Session as StarletteSession
 from . import codec
 from .ids import SessionIds, join_id
 from .record import SessionDelta, SessionRecord
+
+logger = logging.getLogger("clustersession")
 
 _MISSING: Any = object()
 # Values of these types cannot change in place: if the request still holds the very
@@ -83,7 +86,7 @@ class Session(StarletteSession):
             stored = record.attributes
             if record.local:  # attributes session_attribute_name_filter keeps here
                 stored = {**stored, **record.local}
-            self._loaded = codec.decode(codec.join_map(stored))
+            self._loaded = _decode_all(record.token, stored)
             super().__init__(self._loaded)
             self._record: SessionRecord | None = record
             self._token: str | None = record.token
@@ -329,6 +332,26 @@ class Session(StarletteSession):
             if stored.get(key) != encoded:
                 changed[key] = encoded
         return changed, errors
+
+
+def _decode_all(token: str, stored: dict[str, bytes]) -> dict[str, Any]:
+    """A session's values; one that does not decode is left out, with an error logged.
+
+    Values are checked when set, so this only meets bytes that a peer with another
+    codec (or a bug) replicated: the rest of the session stays usable.
+    """
+    try:
+        values: dict[str, Any] = codec.decode(codec.join_map(stored))
+        return values
+    except codec.CodecError:
+        values = {}
+        for key, data in stored.items():
+            try:
+                values[key] = codec.decode(data)
+            except codec.CodecError as exc:
+                logger.error("session %.8s…: attribute %r does not decode, left out: %s",
+                             token, key, exc)  # fmt: skip
+        return values
 
 
 class TooManyActiveSessions(RuntimeError):
