@@ -72,7 +72,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message
-from wrk import check_tools, free_port, parse_wrk, realistic_session, stop_group
+from wrk import (
+    check_tools,
+    free_port,
+    parse_wrk,
+    realistic_session,
+    stop_group,
+    uvicorn_command,
+)
 
 from clustersession import (
     AttributeEvent,
@@ -291,13 +298,7 @@ def _cluster_env(route: str, mcast_port: int, receiver_port: int, options: int) 
 def _start_uvicorn(name: str, env: dict[str, str], workdir: Path) -> Node:
     port = free_port()
     log = workdir / f"{name}.log"
-    command = [
-        sys.executable, "-m", "uvicorn", "cluster:create_app", "--factory",
-        "--app-dir", str(BENCH_DIR),
-        "--host", HOST, "--port", str(port),
-        "--workers", "1", "--loop", "uvloop", "--http", "httptools",
-        "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
+    command = uvicorn_command("cluster:create_app", str(BENCH_DIR), port)
     return Node(name, port, _spawn(command, log, _child_env(env)), log)
 
 

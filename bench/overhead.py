@@ -46,7 +46,15 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
-from wrk import check_tools, free_port, lua_string, parse_wrk, realistic_session, stop_group
+from wrk import (
+    check_tools,
+    free_port,
+    lua_string,
+    parse_wrk,
+    realistic_session,
+    stop_group,
+    uvicorn_command,
+)
 
 VARIANTS: Final = ("none", "starlette", "ours")
 SCENARIOS: Final = ("read", "write")
@@ -143,13 +151,7 @@ def _start_server(variant: str, workdir: Path) -> Server:
     env[VARIANT_ENV] = variant
     # The package is used from the source tree, not installed into the venv.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    command = [
-        sys.executable, "-m", "uvicorn", "overhead:create_app", "--factory",
-        "--app-dir", str(BENCH_DIR),
-        "--host", HOST, "--port", str(port),
-        "--workers", "1", "--loop", "uvloop", "--http", "httptools",
-        "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
+    command = uvicorn_command("overhead:create_app", str(BENCH_DIR), port)
     with log.open("wb") as log_file:
         # A session of its own, so the whole process group can be killed at the end
         # and a Ctrl-C in the terminal reaches only us (we then stop the servers).

@@ -62,6 +62,16 @@ def lua_string(value: str) -> str:
     return f'"{escaped}"'
 
 
+def uvicorn_command(app: str, app_dir: str, port: int) -> list[str]:
+    """How both benchmarks serve an app: one uvicorn worker, uvloop, httptools, quiet."""
+    return [
+        sys.executable, "-m", "uvicorn", app, "--factory", "--app-dir", app_dir,
+        "--host", HOST, "--port", str(port),
+        "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+
+
 def free_port() -> int:
     # The port could in theory be taken between close() and uvicorn's bind; the
     # caller's readiness check then fails loudly rather than measuring something else.

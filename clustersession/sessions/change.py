@@ -328,10 +328,7 @@ def from_wire(data: Any) -> Change:
         raise WireError("change 'full' is not a boolean")
     if type(raw_table) is not list:
         raise WireError("change stamp table is not a list")
-    for raw in raw_table:
-        if type(raw) is not bytes or len(raw) != STAMP_BYTES:
-            raise WireError("a stamp is not 12 bytes")
-    table = [int.from_bytes(raw, "big") for raw in raw_table]
+    table = [stamp_from_wire(raw) for raw in raw_table]
     _check_values(values)
     if type(refs) is list:
         if len(refs) != len(values):
@@ -369,12 +366,12 @@ def _write_from_wire(data: list[Any]) -> Change:
     token, accessed, raw, values, removed = data
     if type(token) is not str or not isinstance(accessed, _NUMBERS):
         raise WireError("change token or access time has the wrong type")
-    if type(raw) is not bytes or len(raw) != STAMP_BYTES or not any(raw):
-        raise WireError("a write's stamp is not 12 bytes")
+    stamp = stamp_from_wire(raw)
+    if not stamp:
+        raise WireError("a write has no stamp")
     _check_values(values)
     if type(removed) is not list or (removed and set(map(type, removed)) - _STR_ONLY):
         raise WireError("malformed removal in a change")
-    stamp = int.from_bytes(raw, "big")
     return Change(
         token,
         float(accessed),
