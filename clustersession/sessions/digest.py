@@ -55,7 +55,7 @@ def field_hash(name: str, stamp: int) -> int:
     hashes are random, so a difference hides only by a 2**-64 chance).
     The caller reduces sums mod 2**64.
     """
-    return NAME_HASHES[name] * ((stamp ^ (stamp >> 64)) & MASK)
+    return NAME_HASHES[name] * stamp_hash(stamp)
 
 
 def fields_hash(stamps: dict[str, int]) -> int:
