@@ -4,9 +4,20 @@ It knows nothing of sessions or HTTP; :class:`~.group.GroupChannel` moves opaque
 payloads between members and tells who the members are.
 """
 
+from .api import Channel, ChannelStats, MembershipListener, MessageListener, PeerTraffic
 from .errors import ChannelError
-from .group import GroupChannel, MembershipListener
+from .group import GroupChannel
 from .interceptors.base import ChannelMessage
 from .member import Member
 
-__all__ = ["ChannelError", "ChannelMessage", "GroupChannel", "Member", "MembershipListener"]
+__all__ = [
+    "Channel",
+    "ChannelError",
+    "ChannelMessage",
+    "ChannelStats",
+    "GroupChannel",
+    "Member",
+    "MembershipListener",
+    "MessageListener",
+    "PeerTraffic",
+]

@@ -483,7 +483,7 @@ class DeltaManager(LocalManager):
             "sessions": len(self.store),
             "tombstones": len(self.tombstones),
             "state_transferred": self.state_transferred,
-            "channel": self.channel.stats(),
+            "channel": self.channel.stats().as_dict(),
         }
 
 

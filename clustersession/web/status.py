@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
+from ..channel import PeerTraffic
 from ..config.sections import StatusValveConfig
 from ..sessions.delta_manager import DeltaManager
 from ..sessions.manager import LocalManager
@@ -39,19 +40,18 @@ def snapshot(manager: LocalManager, route: str) -> dict[str, Any]:
         return data
     channel = manager.channel
     stats = channel.stats()
-    peers: dict[str, dict[str, Any]] = stats.pop("peers")
     local = channel.local
     data["local"] = local.as_dict()
     for member in channel.members:
-        traffic = peers.get(str(member), {})
+        traffic = stats.peers.get(member.id, PeerTraffic())
         data["members"].append(
             {
                 **member.as_dict(),
                 "state": "alive",
-                "messages_sent": traffic.get("messages_sent", 0),
-                "messages_received": traffic.get("messages_received", 0),
-                "failed_sends": traffic.get("failed_sends", 0),
-                "mean_ack_ms": traffic.get("mean_ack_ms", 0.0),
+                "messages_sent": traffic.messages_sent,
+                "messages_received": traffic.messages_received,
+                "failed_sends": traffic.failed_sends,
+                "mean_ack_ms": traffic.mean_ack_ms,
             }
         )
     data["replication"] = {
@@ -59,7 +59,7 @@ def snapshot(manager: LocalManager, route: str) -> dict[str, Any]:
         "state_transferred": manager.state_transferred,
         "send_options": manager.config.channel_send_options,
     }
-    data["channel"] = stats
+    data["channel"] = stats.as_dict()
     return data
 
 

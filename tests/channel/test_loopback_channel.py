@@ -80,13 +80,13 @@ async def test_wrong_secret_never_joins(make_channel: ChannelFactory, mcast_port
     )
     b, _ = await make_channel()
     assert await eventually(lambda: len(a.members) == 1 and len(b.members) == 1)
-    assert await eventually(lambda: a.counters["refused_heartbeats"] >= 3)
+    assert await eventually(lambda: a.stats().refused_heartbeats >= 3)
     assert intruder.local.id not in {m.id for m in a.members + b.members}
     assert not intruder.members
     # It cannot inject over TCP either: the handshake fails.
     with pytest.raises(ChannelError):
         await intruder.send([a.local], b"forged", options.USE_ACK)
-    assert a.counters["messages_received"] == 0
+    assert a.stats().messages_received == 0
 
 
 async def test_insecure_channel_needs_explicit_consent(mcast_port: int) -> None:
@@ -153,7 +153,7 @@ async def test_a_send_to_a_dead_member_names_it(make_channel: ChannelFactory) ->
     b, _ = await make_channel()
     assert await eventually(lambda: len(a.members) == 1)
     ghost = b.local
-    await b.receiver.stop()  # b's port closes without a goodbye
+    await b.coordinator.receiver.stop()  # b's port closes without a goodbye
     with pytest.raises(ChannelError) as info:
         await a.send([ghost], b"x", options.USE_ACK)
     assert list(info.value.members) == [ghost]
@@ -189,12 +189,12 @@ async def test_garbage_and_oversized_frames_are_refused(
 
     answers = await asyncio.to_thread(attack)
     assert answers == [b"", b"", b""]
-    assert a.counters["refused_frames"] == 3
+    assert a.stats().refused_frames == 3
     await b.send(None, b"still fine", options.USE_ACK | options.SYNC_ACK)
     assert got == [b"still fine"]
     with pytest.raises(ChannelError):  # a refuses the frame and closes the connection
         await b.send(None, b"x" * 10_000, options.USE_ACK)
-    assert a.counters["refused_frames"] >= 4
+    assert a.stats().refused_frames >= 4
     with pytest.raises(ValueError, match="exceeds the limit"):  # refused before sending
         await a.send(None, b"x" * 10_000, options.USE_ACK)
     await b.send(None, b"fine again", options.USE_ACK | options.SYNC_ACK)
@@ -208,12 +208,12 @@ async def test_killed_member_is_removed_fast_when_its_connection_drops(
     b, _ = await make_channel(drop_time=30000)
     assert await eventually(lambda: len(a.members) == 1 and len(b.members) == 1)
     # What a SIGKILL does to b as seen from a: its sockets close, nothing is said.
-    assert b.multicast is not None
-    b.multicast._transport.close()  # type: ignore[union-attr]
-    b.multicast._sender.cancel()  # type: ignore[union-attr]
-    b.multicast._transport = None
+    assert b.membership.multicast is not None
+    b.membership.multicast._transport.close()  # type: ignore[union-attr]
+    b.membership.multicast._sender.cancel()  # type: ignore[union-attr]
+    b.membership.multicast._transport = None
     killed = time.monotonic()
-    await b.receiver.stop()
+    await b.coordinator.receiver.stop()
     assert await eventually(lambda: not a.members, timeout=2.0)
     assert a_events.removed[0][2] - killed < 1.0
 
@@ -238,7 +238,7 @@ async def test_encrypted_channels_talk_and_plain_ones_are_refused(
     plain, _ = await make_channel(config)  # same secret, no encryption
     with pytest.raises(ChannelError):
         await plain.send([a.local], b"in clear", options.USE_ACK)
-    assert await eventually(lambda: a.counters["refused_frames"] >= 1)
+    assert await eventually(lambda: a.stats().refused_frames >= 1)
 
 
 async def test_auto_bind_takes_the_next_free_port(

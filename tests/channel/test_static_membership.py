@@ -50,5 +50,5 @@ async def test_static_member_that_stops_or_dies_is_removed(make_channel: Channel
     await b.stop()
     assert await eventually(lambda: [m.id for m in a.members] == [c.local.id], timeout=1)
     assert "left" in a_events.removed[0][1]
-    await c.receiver.stop()  # dies without a word: its port refuses connections
+    await c.coordinator.receiver.stop()  # dies without a word: its port refuses connections
     assert await eventually(lambda: not a.members, timeout=3)

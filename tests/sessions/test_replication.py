@@ -283,6 +283,9 @@ async def test_status_json_shows_members_and_traffic(cluster: NodeFactory) -> No
     (member,) = data["members"]
     assert member["route"] == "b" and member["messages_sent"] >= 1
     assert data["replication"]["deltas_sent"] >= 1
+    # b's side: what it received from a, per member (this once read a key nobody wrote).
+    (seen_by_b,) = snapshot(b.manager, "b")["members"]
+    assert seen_by_b["route"] == "a" and seen_by_b["messages_received"] >= 1
 
 
 async def test_shutdown_keeps_sessions_alive_elsewhere_and_destroys_nothing(

@@ -18,6 +18,7 @@ from ...config.sections import DispatchConfig
 from ..errors import ChannelError
 from ..member import Member
 from ..options import ASYNCHRONOUS
+from ..ratelimit import RateLimitedLog
 from .base import Interceptor
 
 logger = logging.getLogger("clustersession.channel")
@@ -43,7 +44,7 @@ class DispatchInterceptor(Interceptor):
         self.sent_inline = 0
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._last_warning = 0.0
+        self._log = RateLimitedLog(logger, interval=1.0)  # one line a second under a storm
 
     @property
     def queue_length(self) -> int:
@@ -89,16 +90,10 @@ class DispatchInterceptor(Interceptor):
                 self.sent += 1
             except ChannelError as exc:
                 self.failed += len(exc.failed)
-                self._warn(exc)
+                self._log.warning("async", "async replication: %s", exc)
             except Exception:
                 self.failed += len(members)
                 logger.exception("async send failed")
-
-    def _warn(self, exc: ChannelError) -> None:
-        now = time.monotonic()
-        if now - self._last_warning >= 1.0:  # one line a second under a failure storm
-            self._last_warning = now
-            logger.warning("async replication: %s", exc)
 
     def stats(self) -> dict[str, float | int]:
         return {

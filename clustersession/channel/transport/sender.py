@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..api import PeerTraffic
 from ..errors import FrameError, RemoteProcessError
 from ..member import Member
 from ..options import SYNC_ACK, USE_ACK
@@ -48,17 +49,19 @@ class PeerStats:
         """Mean ACK round trip in seconds (0 before the first)."""
         return self.ack_time_total / self.acks if self.acks else 0.0
 
-    def as_dict(self) -> dict[str, float | int]:
-        """Plain numbers for a status page."""
-        return {
-            "messages_sent": self.messages_sent,
-            "bytes_sent": self.bytes_sent,
-            "failed_sends": self.failed_sends,
-            "acks": self.acks,
-            "mean_ack_ms": round(self.mean_ack_time * 1000, 3),
-            "last_ack_ms": round(self.last_ack_time * 1000, 3),
-            "reconnects": self.reconnects,
-        }
+    def traffic(self, messages_received: int = 0, bytes_received: int = 0) -> PeerTraffic:
+        """A snapshot, with what was received from the same peer."""
+        return PeerTraffic(
+            messages_sent=self.messages_sent,
+            bytes_sent=self.bytes_sent,
+            failed_sends=self.failed_sends,
+            acks=self.acks,
+            mean_ack_ms=round(self.mean_ack_time * 1000, 3),
+            last_ack_ms=round(self.last_ack_time * 1000, 3),
+            reconnects=self.reconnects,
+            messages_received=messages_received,
+            bytes_received=bytes_received,
+        )
 
 
 class PeerSender:

@@ -24,7 +24,6 @@ verification timeouts until it has been healthy for a while.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -33,9 +32,9 @@ from typing import Any, Protocol
 from ...config.sections import FailureDetectorConfig, MembershipConfig
 from ..errors import RemoteProcessError
 from ..member import Member
-from ..membership.table import MemberTable
+from ..tasks import BackgroundTasks
 from ..transport.sender import PeerSender
-from .base import Interceptor
+from .table import MemberTable
 
 logger = logging.getLogger("clustersession.channel")
 
@@ -64,15 +63,13 @@ class MembershipControl(Protocol):
         ...
 
 
-class FailureDetector(Interceptor):
-    """Verifies membership changes; as an interceptor, verifies members a send failed for.
+class FailureDetector:
+    """Verifies membership changes: members that announce themselves, go silent or fail a send.
 
     With ``enabled=False`` (the detector is not in ``interceptors.order``) it
     trusts heartbeats alone, as Tomcat does without a TcpFailureDetector:
     members are added on their first heartbeat and removed after ``drop_time``.
     """
-
-    name = "failure_detector"
 
     def __init__(
         self,
@@ -82,7 +79,6 @@ class FailureDetector(Interceptor):
         *,
         enabled: bool = True,
     ) -> None:
-        super().__init__()
         self.config = config
         self.channel = channel
         self.enabled = enabled
@@ -93,8 +89,7 @@ class FailureDetector(Interceptor):
         self.false_suspicions = 0
         self.local_stalls = 0
         self._busy: set[bytes] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._watcher: asyncio.Task[None] | None = None
+        self._tasks = BackgroundTasks(logger)
         self._healthy_ticks = 0
 
     @property
@@ -103,19 +98,12 @@ class FailureDetector(Interceptor):
         return self.config.connect_timeout / 1000 * (1 + self.awareness)
 
     async def start(self) -> None:
-        self._watcher = asyncio.get_running_loop().create_task(
-            self._watch(), name="clustersession-failure-detector"
-        )
+        """Start watching for silent members."""
+        self._tasks.spawn(self._watch(), "clustersession-failure-detector")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._watcher, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._watcher = None
-        self._tasks.clear()
+        """Stop watching; verifications in progress are abandoned."""
+        await self._tasks.cancel_all()
 
     # -- send failures ---------------------------------------------------------
 
@@ -147,14 +135,8 @@ class FailureDetector(Interceptor):
 
     def _spawn(self, member: Member, work: Coroutine[Any, Any, None]) -> None:
         self._busy.add(member.id)
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-
-        def done(finished: asyncio.Task[None]) -> None:
-            self._tasks.discard(finished)
-            self._busy.discard(member.id)
-
-        task.add_done_callback(done)
+        task = self._tasks.spawn(work, f"clustersession-verify-{member.short_id}")
+        task.add_done_callback(lambda _: self._busy.discard(member.id))
 
     async def _admit(self, member: Member) -> None:
         sender = self.channel.sender_for(member)
@@ -220,6 +202,7 @@ class FailureDetector(Interceptor):
                 self._healthy_ticks = 0
 
     def stats(self) -> dict[str, float | int]:
+        """Counters for the status page."""
         return {
             "verifications": self.verifications,
             "false_suspicions": self.false_suspicions,
