@@ -10,10 +10,10 @@ from starlette.datastructures import MutableHeaders, Secret
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import ClusterConfig
-from ..sessions.delta_manager import DeltaManager
 from ..sessions.ids import SessionIds
 from ..sessions.listeners import SessionListener
-from ..sessions.manager import LocalManager
+from ..sessions.manager import Manager
+from ..sessions.managers import manager_for
 from ..sessions.record import SessionRecord
 from ..sessions.session import Session, UnserialisableChange
 from .cookies import SameSite, SessionCookie
@@ -41,7 +41,7 @@ class ClusterSessionMiddleware:
     ``config.jvm_route``, and ``secret_key`` defaults to ``config.secret``.
 
     With ``config.distributable`` (web.xml's ``<distributable/>``) every session is
-    replicated to every member of the cluster (:class:`DeltaManager`): the channel
+    replicated to every member of the cluster (Tomcat's DeltaManager): the channel
     starts in ASGI lifespan, and a joining node fetches the sessions before it
     serves; each request's changes are sent when its response ends (options 2 and
     6 hold back the last body chunk until the peers acknowledged them); a request
@@ -90,21 +90,14 @@ class ClusterSessionMiddleware:
         # Starlette refuses a cookie older than a non-positive max_age at once.
         self._sessions_expire_at_once = config is None and max_age is not None and max_age <= 0
         self.ids = SessionIds(secret, self.config.jvm_route)
-        self.manager: LocalManager
-        if config is not None and config.distributable:
-            # web.xml's <distributable/>: every session on every node.
-            self.manager = DeltaManager(config, listeners=listeners)
-        else:
-            self.manager = LocalManager(
-                sweep_interval=self.config.manager.expiry_sweep_interval,
-                listeners=listeners,
-                default_interval=self.max_inactive_interval,
-                max_active_sessions=self.config.manager.max_active_sessions,
-            )
+        # With web.xml's <distributable/>, every session on every node.
+        self.manager: Manager = manager_for(
+            self.config, listeners=listeners, idle_timeout=self.max_inactive_interval
+        )
         valves = self.config.valves
         # ReplicationValve's filter: requests whose path matches never replicate.
         self._filter = re.compile(valves.replication.filter) if valves.replication.filter else None
-        self._route_binder = valves.route_binder
+        self._original_id_key = valves.route_binder.session_id_attribute
         limited = self.config.manager.max_active_sessions >= 0
         self._may_create = self.manager.may_create if limited else None
         self.status = StatusPage(valves.status, self.manager, self.config.jvm_route)
@@ -166,31 +159,10 @@ class ClusterSessionMiddleware:
             logger.debug("refused session cookie %.60r: malformed or bad signature", value)
             return None, None, False
         token, route = parsed
-        record = self.manager.lookup(token)
-        if record is not None and isinstance(self.manager, DeltaManager):
-            self._bind_route(scope, record, value)
-        return record, route, record is None and token in self.manager.tombstones
-
-    def _bind_route(self, scope: Scope, record: SessionRecord, original_id: str) -> None:
-        """JvmRouteBinderValve: take over the sessions of a node that is gone.
-
-        Only when the session's route names no live member: a request that a
-        balancer merely misrouted to us is served without renaming, so its owner
-        keeps it (Tomcat renames either way, and logs the user out of the owner).
-        """
-        assert isinstance(self.manager, DeltaManager)
-        local_route = self.config.jvm_route
-        binder = self._route_binder
-        if not binder.enabled or record.route == local_route:
-            return
-        if self.manager.route_is_alive(record.route):
-            return
-        logger.info(
-            "session %.8s…: route %s is gone, now %s", record.token, record.route, local_route
-        )
-        self.manager.reroute(record, local_route)
-        if binder.session_id_attribute:
-            scope[binder.session_id_attribute] = original_id
+        opened = self.manager.open(token)
+        if opened.rerouted and self._original_id_key:
+            scope[self._original_id_key] = value  # JvmRouteBinderValve's original id
+        return opened.record, route, opened.retired
 
     def _settle_cookie(self, session: Session, message: Message) -> None:
         if not session.accessed and not session.cookie_stale:

@@ -7,6 +7,7 @@ only for clients on a loopback address.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import html
 import math
@@ -19,30 +20,28 @@ from starlette.types import Receive, Scope, Send
 
 from ..channel import PeerTraffic
 from ..config.sections import StatusValveConfig
-from ..sessions.delta_manager import DeltaManager
-from ..sessions.manager import LocalManager
+from ..sessions.manager import Manager
 
 _LOOPBACK = ("127.", "::1")
 
 
-def snapshot(manager: LocalManager, route: str) -> dict[str, Any]:
+def snapshot(manager: Manager, route: str | None) -> dict[str, Any]:
     """What the status page shows, as plain data."""
+    view = manager.view()
     data: dict[str, Any] = {
         "route": route,
         "time": time.time(),
-        "sessions": len(manager.store),
-        "rejected_sessions": manager.rejected_sessions,
-        "tombstones": len(manager.tombstones),
-        "distributable": isinstance(manager, DeltaManager),
+        "sessions": view.sessions,
+        "rejected_sessions": view.rejected_sessions,
+        "tombstones": view.tombstones,
+        "distributable": view.distributable,
         "members": [],
     }
-    if not isinstance(manager, DeltaManager):
+    if view.replication is None or view.channel is None or view.local is None:
         return data
-    channel = manager.channel
-    stats = channel.stats()
-    local = channel.local
-    data["local"] = local.as_dict()
-    for member in channel.members:
+    stats = view.channel
+    data["local"] = view.local.as_dict()
+    for member in view.members:
         traffic = stats.peers.get(member.id, PeerTraffic())
         data["members"].append(
             {
@@ -54,10 +53,11 @@ def snapshot(manager: LocalManager, route: str) -> dict[str, Any]:
                 "mean_ack_ms": traffic.mean_ack_ms,
             }
         )
+    replication = view.replication
     data["replication"] = {
-        **manager.counters,
-        "state_transferred": manager.state_transferred,
-        "send_options": manager.config.channel_send_options,
+        **dataclasses.asdict(replication.counters),
+        "state_transferred": replication.state_transferred,
+        "send_options": replication.send_options,
     }
     data["channel"] = stats.as_dict()
     return data
@@ -66,7 +66,7 @@ def snapshot(manager: LocalManager, route: str) -> dict[str, Any]:
 class StatusPage:
     """An ASGI endpoint for the status page, in front of the app."""
 
-    def __init__(self, config: StatusValveConfig, manager: LocalManager, route: str) -> None:
+    def __init__(self, config: StatusValveConfig, manager: Manager, route: str | None) -> None:
         self.path = config.path
         self.token = config.token
         self.manager = manager

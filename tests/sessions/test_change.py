@@ -7,8 +7,9 @@ import random
 import msgpack
 import pytest
 
-from clustersession.sessions.change import Change, WireError, from_wire, merge, new_record, to_wire
+from clustersession.sessions.change import Change, merge, new_record
 from clustersession.sessions.clock import HybridClock
+from clustersession.sessions.wire import WireError, from_wire, to_wire
 
 
 def random_changes(seed: int, count: int = 60) -> list[Change]:
@@ -111,7 +112,7 @@ def test_malformed_wire_changes_are_refused(data: object) -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_bucket_digests_agree_when_the_sessions_do(seed: int) -> None:
-    from clustersession.sessions.manager import LocalManager
+    from clustersession.sessions.local_manager import LocalManager
 
     rng = random.Random(seed)
     changes = []
@@ -199,8 +200,8 @@ def test_corrupted_session_messages_are_refused_or_harmless(seed: int) -> None:
     # Any field of a valid DELTA replaced by a value of another type: decoding either
     # refuses it with a WireError (the receiver logs and drops it) or yields changes
     # that a manager applies without error. Never another exception.
-    from clustersession.sessions import messages
-    from clustersession.sessions.manager import LocalManager
+    from clustersession.sessions import wire as messages
+    from clustersession.sessions.local_manager import LocalManager
 
     rng = random.Random(seed)
     clock = HybridClock(5)

@@ -7,7 +7,7 @@ import pytest
 from clustersession.sessions import codec
 from clustersession.sessions.ids import SessionIds
 from clustersession.sessions.listeners import SessionEvent, SessionListener
-from clustersession.sessions.manager import LocalManager
+from clustersession.sessions.local_manager import LocalManager
 from clustersession.sessions.session import Session
 
 pytestmark = pytest.mark.anyio

@@ -195,7 +195,7 @@ async def test_a_joining_node_gets_every_session_before_it_starts(cluster: NodeF
         cookie_of(await a.request("POST", "/update", None, json={"i": i})) for i in range(50)
     ]
     b = await cluster("b", send_all_sessions_size=7)  # start() returns after the transfer
-    assert b.manager.state_transferred is True
+    assert b.manager.state_transfer.transferred is True
     assert len(b.manager.store) == 50
     for i, cookie in enumerate(cookies):
         assert (await b.request("GET", "/", cookie)).json() == {"i": i}
@@ -345,7 +345,7 @@ async def test_max_active_sessions_counts_replicated_copies_as_in_tomcat(
     assert len(b.manager.store) == 1  # sync mode: b applied it before a answered
     with pytest.raises(TooManyActiveSessions):  # what the app sees on b
         await b.request("POST", "/update", None, json={"user": "bob"})
-    assert b.manager.stats()["rejected_sessions"] == 1
+    assert b.manager.view().rejected_sessions == 1
     assert len(b.manager.store) == len(a.manager.store) == 1
     # The replicated session itself is served and written on b as usual.
     written = await b.request("POST", "/update", cookie, json={"cart": 2})

@@ -1,0 +1,84 @@
+"""Keep-alive: sessions used here stay alive everywhere, without a message per read.
+
+A request that only reads a session changes nothing but its last access. Those
+times are collected and go out in one TOUCH message per period, so a session in
+use on one node does not expire on another; a copy's expiry allows for TOUCH
+messages in flight (:meth:`KeepAlive.grace`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..channel import Channel, ChannelError
+from ..channel.options import ASYNCHRONOUS
+from .manager import ReplicationCounters
+from .stamped_store import StampedStore
+from .wire import Kind, Message, encode
+
+logger = logging.getLogger("clustersession")
+
+
+def touch_period(max_inactive_interval: int) -> float:
+    """Seconds between TOUCH messages for sessions that idle out after ``max_inactive_interval``.
+
+    Often enough that a peer never sees a live session idle for long, rarely
+    enough to cost nothing.
+    """
+    if max_inactive_interval <= 0:
+        return 30.0
+    return min(max(max_inactive_interval / 10, 1.0), 30.0)
+
+
+class KeepAlive:
+    """Collects the sessions read here and tells the members, once per ``period``."""
+
+    def __init__(
+        self,
+        sessions: StampedStore,
+        channel: Channel,
+        *,
+        period: float,
+        counters: ReplicationCounters,
+    ) -> None:
+        self.sessions = sessions
+        self.channel = channel
+        self.period = period
+        self.counters = counters
+        self._touched: dict[str, float] = {}
+
+    @property
+    def grace(self) -> float:
+        """How much longer a copy waits before expiring: TOUCH messages may be in flight."""
+        return 2 * self.period
+
+    def touched(self, token: str, accessed_at: float) -> None:
+        """A request here used session ``token`` at ``accessed_at``."""
+        self._touched[token] = accessed_at
+
+    async def run_forever(self) -> None:
+        """Send what was touched, every ``period``."""
+        while True:
+            await asyncio.sleep(self.period)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send what was touched since the last TOUCH, now."""
+        if not self._touched or not self.channel.members:
+            self._touched.clear()
+            return
+        touched, self._touched = self._touched, {}
+        payload = encode(Message(Kind.TOUCH, touches=list(touched.items())))
+        try:
+            await self.channel.send(None, payload, ASYNCHRONOUS)
+            self.counters.touches_sent += len(touched)
+        except (ChannelError, ValueError) as exc:
+            logger.warning("keep-alive failed: %s", exc)
+
+    def received(self, touches: list[tuple[str, float]]) -> None:
+        """A member's TOUCH: later accesses move our copies' last access forward."""
+        for token, accessed_at in touches:
+            record = self.sessions.store.get(token)
+            if record is not None and accessed_at > record.last_accessed_at:
+                record.last_accessed_at = accessed_at

@@ -1,0 +1,27 @@
+"""``manager_for``: the manager a configuration asks for, so adapters name none."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..config import ClusterConfig
+from .delta_manager import DeltaManager
+from .listeners import SessionListener
+from .local_manager import LocalManager
+from .manager import Manager
+
+
+def manager_for(
+    config: ClusterConfig, *, listeners: Sequence[SessionListener] = (), idle_timeout: int
+) -> Manager:
+    """A :class:`DeltaManager` when ``config.distributable`` (web.xml's ``<distributable/>``),
+    else a one-node :class:`LocalManager` whose sessions idle out after ``idle_timeout`` seconds.
+    """
+    if config.distributable:
+        return DeltaManager(config, listeners=listeners)
+    return LocalManager(
+        sweep_interval=config.manager.expiry_sweep_interval,
+        listeners=listeners,
+        default_interval=idle_timeout,
+        max_active_sessions=config.manager.max_active_sessions,
+    )

@@ -1,0 +1,153 @@
+"""Deltas out and in: all-to-all replication (Tomcat's DeltaManager + ReplicationValve).
+
+Out: the stamped changes of the requests that end in one loop iteration go to
+every member in one DELTA message (at most ``BATCH_CHANGES`` each), with the
+cluster's send options; with 2 or 6 those requests wait for its
+acknowledgements. A failure is logged and counted, never raised: anti-entropy
+repairs what did not arrive.
+
+In: DELTA messages are numbered per sender; a gap (a lost connection, a
+partition) is reported so that anti-entropy runs at once, and the changes merge
+whatever their order (:mod:`.change`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ..channel import Channel, ChannelError, Member
+from ..channel.tasks import BackgroundTasks
+from ..config import ClusterConfig
+from .change import Change
+from .chunks import chunked, send_acknowledged
+from .manager import ReplicationCounters
+from .stamped_store import StampedStore
+from .wire import Kind, Message, encode
+
+logger = logging.getLogger("clustersession")
+
+BATCH_CHANGES = 500  # changes per DELTA message at most
+
+
+class Replicator:
+    """Sends this node's changes as numbered DELTA messages and merges those of its peers."""
+
+    def __init__(
+        self,
+        sessions: StampedStore,
+        channel: Channel,
+        config: ClusterConfig,
+        *,
+        counters: ReplicationCounters,
+        tasks: BackgroundTasks,
+        on_gap: Callable[[Member], None],
+    ) -> None:
+        self.sessions = sessions
+        self.channel = channel
+        self.config = config
+        self.counters = counters
+        self.on_gap = on_gap
+        self._tasks = tasks
+        # The changes of the requests that end in this loop iteration, sent together;
+        # the future is resolved once they are sent (acknowledged, unless asynchronous).
+        self._outbox: list[Change] = []
+        self._outbox_sent: asyncio.Future[None] | None = None
+        self._seq = 0
+        self._expected: dict[bytes, int] = {}
+
+    # -- out -------------------------------------------------------------------
+
+    def queue(self, changes: list[Change]) -> asyncio.Future[None]:
+        """Send ``changes`` with those of every request that ends in this loop iteration.
+
+        The future is resolved when they are sent (for 2 and 6: acknowledged).
+        """
+        if self._outbox_sent is None:
+            loop = asyncio.get_running_loop()
+            self._outbox_sent = loop.create_future()
+            loop.call_soon(self._flush_outbox)
+        self._outbox.extend(changes)
+        return self._outbox_sent
+
+    async def flush(self) -> None:
+        """Send what is queued now, and wait for it (stopping must not lose writes)."""
+        outbox, sent = self._outbox, self._outbox_sent
+        self._outbox, self._outbox_sent = [], None
+        if sent is not None:
+            await self._send_batch(outbox, sent)
+
+    def send_soon(self, changes: list[Change]) -> None:
+        """Send ``changes`` in a DELTA of their own, in the background."""
+        self._tasks.spawn(self.send_delta(changes), "clustersession-delta")
+
+    def _flush_outbox(self) -> None:
+        outbox, sent = self._outbox, self._outbox_sent
+        self._outbox, self._outbox_sent = [], None
+        if sent is not None:  # else flush() sent them already
+            self._tasks.spawn(self._send_batch(outbox, sent), "clustersession-delta")
+
+    async def _send_batch(self, changes: list[Change], sent: asyncio.Future[None]) -> None:
+        try:
+            if len(changes) <= BATCH_CHANGES:
+                await self.send_delta(changes)  # the usual case: no task per chunk
+            else:
+                batches = [list(batch) for _, batch, _ in chunked(changes, BATCH_CHANGES)]
+                await asyncio.gather(*(self.send_delta(batch) for batch in batches))
+        finally:
+            if not sent.done():
+                sent.set_result(None)
+
+    async def send_delta(self, changes: list[Change]) -> None:
+        """One DELTA to every member, with the cluster's send options; failures logged."""
+        if not self.channel.members:
+            return  # alone: a node that joins later gets everything by state transfer
+        self._seq += 1
+        payload = encode(Message(Kind.DELTA, seq=self._seq, changes=changes))
+        try:
+            await self.channel.send(None, payload)
+            self.counters.deltas_sent += len(changes)
+        except (ChannelError, ValueError) as exc:
+            # Never the user's problem: anti-entropy repairs what did not arrive.
+            self.counters.replication_failures += 1
+            logger.warning("replication failed: %s", exc)
+
+    async def expire_everywhere(self) -> None:
+        """Invalidate every session here and on every member (``expire_sessions_on_shutdown``)."""
+        changes = [
+            Change(r.token, self.sessions.clock(), invalidated=self.sessions.hlc.stamp())
+            for r in list(self.sessions.store)
+        ]
+        for change in changes:
+            self.sessions.apply(change, remote=False)
+        if not changes:
+            return
+        size = self.config.manager.send_all_sessions_size
+        messages = (
+            Message(Kind.DELTA, seq=self._next_seq(), changes=list(batch))
+            for _, batch, _ in chunked(changes, size)
+        )
+        await send_acknowledged(self.channel, None, messages, on_failure=lambda _exc: None)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # -- in --------------------------------------------------------------------
+
+    def received(self, sender: Member, message: Message) -> None:
+        """Merge a peer's DELTA; a gap in its numbering asks for anti-entropy."""
+        expected = self._expected.get(sender.id)
+        self._expected[sender.id] = message.seq + 1
+        if expected is not None and message.seq != expected:
+            self.counters.gaps_detected += 1
+            missed = message.seq - expected
+            logger.info("missed %d delta message(s) from %s: repairing", missed, sender)
+            self.on_gap(sender)
+        self.merge(message.changes, message.dead)
+        self.counters.deltas_received += len(message.changes)
+
+    def merge(self, changes: list[Change], dead: list[tuple[str, int]]) -> None:
+        """Merge what a peer sent; changes that fail are counted as bad."""
+        self.counters.bad_messages += self.sessions.merge_remote(changes, dead)
