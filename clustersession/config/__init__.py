@@ -9,8 +9,9 @@ unknown key raises :class:`ConfigError` (a ``ValueError``). See
 ``docs/configuration.md`` for every setting.
 """
 
-from .cluster import ClusterConfig, default_jvm_route
+from .cluster import default_jvm_route
 from .errors import ConfigError
+from .load import ClusterConfig
 from .sections import (
     DispatchConfig,
     EncryptConfig,

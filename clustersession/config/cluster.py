@@ -1,14 +1,18 @@
-"""``ClusterConfig``: the whole cluster configuration of one node."""
+"""The fields and checks of the cluster configuration of one node.
+
+:class:`BaseClusterConfig` is the validated frozen dataclass. The public
+:class:`~clustersession.config.ClusterConfig` (in :mod:`.load`) adds the loading
+classmethods to it; keeping them there means this module, which the settings
+table and the readers are built on, never imports the readers or the loader.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from .checks import check_bool, check_str
 from .errors import ConfigError
@@ -49,28 +53,12 @@ def default_jvm_route() -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterConfig:
-    """The cluster configuration: Tomcat's ``<Cluster>`` plus web.xml's ``<distributable/>``.
+class BaseClusterConfig:
+    """The fields and validation of :class:`~clustersession.config.ClusterConfig`.
 
-    ``ClusterConfig()`` is a valid single-node configuration: ``distributable``
-    is false, so sessions stay local and no network service is started.
-
-    Top-level settings:
-
-    * ``distributable`` - replicate sessions (web.xml ``<distributable/>``).
-    * ``jvm_route`` - this node's route, appended to session ids after a dot
-      (Tomcat's ``<Engine jvmRoute>``); ``[A-Za-z0-9_-]{1,64}``; default: the
-      short host name.
-    * ``secret`` - the cluster's shared key (at least 16 characters), used to
-      authenticate channel traffic; hidden from ``repr``.
-    * ``allow_insecure`` - let a distributable node run its channel without a
-      secret (unauthenticated traffic; only on a network you trust).
-    * ``channel_send_options`` - Tomcat's ``channelSendOptions`` bits:
-      8 async (default), 2 ack, 6 ack+sync, 10, 14; see :mod:`.send_options`.
-
-    Sections: ``membership``, ``receiver``, ``sender``, ``interceptors``,
-    ``manager``, ``valves``. Loaders: :meth:`load` (TOML), :meth:`from_env`,
-    :meth:`from_tomcat_xml`; each applies the ``CLUSTERSESSION_*`` variables last.
+    Use ``ClusterConfig``, which documents the settings; it is this class plus
+    the loaders. Constructing (or :meth:`replace`) checks every field and the
+    rules between them, raising :class:`~.errors.ConfigError`.
     """
 
     distributable: bool = False
@@ -121,46 +109,9 @@ class ClusterConfig:
                 "set secret (CLUSTERSESSION_SECRET) or remove 'encrypt'",
             )
 
-    # -- loaders -----------------------------------------------------------------
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
-    ) -> ClusterConfig:
-        """Read a TOML file, then apply the ``CLUSTERSESSION_*`` variables (env wins)."""
-        from .toml_file import load_toml
-
-        return load_toml(path, environ=environ)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterConfig:
-        """Build from ``CLUSTERSESSION_*`` variables alone (plus ``CLUSTERSESSION_CONFIG``)."""
-        from .env import load_env
-
-        return load_env(environ)
-
-    @classmethod
-    def from_tomcat_xml(
-        cls,
-        server_xml: str | bytes | os.PathLike[str],
-        web_xml: str | bytes | os.PathLike[str] | None = None,
-        *,
-        environ: Mapping[str, str] | None = None,
-    ) -> ClusterConfig:
-        """Read a Tomcat ``server.xml`` (or a bare ``<Cluster>``) and optionally a web.xml.
-
-        Each argument is a path, or the XML itself (bytes, or a str starting
-        with ``<``). Unsupported elements and attributes are logged as warnings
-        on the ``clustersession.config`` logger; the ``CLUSTERSESSION_*``
-        variables are applied last.
-        """
-        from .tomcat_xml import load_tomcat_xml
-
-        return load_tomcat_xml(server_xml, web_xml, environ=environ)
-
     # -- helpers -----------------------------------------------------------------
 
-    def replace(self, **changes: Any) -> ClusterConfig:
+    def replace(self, **changes: Any) -> Self:
         """A copy with some top-level fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 

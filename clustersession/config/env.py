@@ -1,4 +1,4 @@
-"""``CLUSTERSESSION_*`` environment variables, and the final build step of every loader.
+"""Read the ``CLUSTERSESSION_*`` environment variables into ``{dotted path: Raw}``.
 
 Scheme: ``CLUSTERSESSION_`` + the dotted setting path in upper case with ``.``
 written as ``__``: ``jvm_route`` → ``CLUSTERSESSION_JVM_ROUTE``,
@@ -11,16 +11,11 @@ except the ones in :data:`EXTRA_VARIABLES`.
 from __future__ import annotations
 
 import difflib
-import logging
-import os
 from collections.abc import Mapping
 from typing import Final
 
-from .cluster import ClusterConfig
 from .errors import NO_VALUE, ConfigError
-from .schema import ENV_PREFIX, Raw, build, settings
-
-log = logging.getLogger("clustersession.config")
+from .schema import ENV_PREFIX, Raw, settings
 
 CONFIG_VARIABLE: Final = ENV_PREFIX + "CONFIG"
 SECRET_FILE_VARIABLE: Final = ENV_PREFIX + "SECRET_FILE"
@@ -28,10 +23,6 @@ SECRET_FILE_VARIABLE: Final = ENV_PREFIX + "SECRET_FILE"
 #: Variables with the prefix that are not settings: the TOML file ``from_env()``
 #: reads first, and a file holding the secret (Docker/Kubernetes secrets).
 EXTRA_VARIABLES: Final = frozenset({CONFIG_VARIABLE, SECRET_FILE_VARIABLE})
-
-
-def resolve_environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
-    return os.environ if environ is None else environ
 
 
 def env_values(environ: Mapping[str, str]) -> dict[str, Raw]:
@@ -80,40 +71,3 @@ def _read_secret_file(path: str) -> str:
         raise ConfigError(
             SECRET_FILE_VARIABLE, path, f"cannot be read ({exc.strerror})", "a readable file"
         ) from None
-
-
-def build_with_env(
-    values: Mapping[str, Raw], environ: Mapping[str, str], *, origin: str
-) -> ClusterConfig:
-    """Apply the environment on top of ``values`` (env wins), build and validate."""
-    env = env_values(environ)
-    for path, raw in env.items():
-        if path in values:
-            log.debug("%s overrides %s from %s", raw.source, path, origin)
-    config = build({**values, **env})
-    if config.distributable and config.secret is None:
-        log.warning(
-            "distributable without a secret: the channel will refuse to start; set %sSECRET "
-            "(or %sALLOW_INSECURE=true, only on a network you trust)",
-            ENV_PREFIX,
-            ENV_PREFIX,
-        )
-    return config
-
-
-def load_env(environ: Mapping[str, str] | None = None) -> ClusterConfig:
-    """``ClusterConfig.from_env``: ``CLUSTERSESSION_CONFIG`` (a TOML file) if set, then env."""
-    env = resolve_environ(environ)
-    path = env.get(CONFIG_VARIABLE)
-    if path:
-        from .toml_file import load_toml
-
-        return load_toml(path, environ=env)
-    return build_with_env({}, env, origin="the environment")
-
-
-def warn_ignored_config_variable(environ: Mapping[str, str], loaded: str) -> None:
-    """Loaders given a file say so when ``CLUSTERSESSION_CONFIG`` names another one."""
-    path = environ.get(CONFIG_VARIABLE)
-    if path and os.path.abspath(path) != os.path.abspath(loaded):
-        log.warning("%s=%s is ignored: loading %s", CONFIG_VARIABLE, path, loaded)

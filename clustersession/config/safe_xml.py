@@ -22,11 +22,18 @@ class _Refused(Exception):
     """Raised from inside expat callbacks; turned into ConfigError."""
 
 
+def is_inline(source: str | bytes | os.PathLike[str]) -> bool:
+    """Whether ``source`` is the XML itself (bytes, or a str starting with ``<``), not a path."""
+    return isinstance(source, bytes) or (
+        isinstance(source, str) and source.lstrip().startswith("<")
+    )
+
+
 def read_xml(source: str | bytes | os.PathLike[str], what: str) -> tuple[ET.Element, str]:
     """Parse a path, bytes, or a str starting with ``<``; return (root, name for messages)."""
     if isinstance(source, bytes):
         return parse_xml(source, what), what
-    if isinstance(source, str) and source.lstrip().startswith("<"):
+    if isinstance(source, str) and is_inline(source):
         return parse_xml(source.encode("utf-8"), what), what
     name = os.fspath(source)
     try:

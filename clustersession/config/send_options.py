@@ -1,10 +1,21 @@
-"""``channel_send_options``: Tomcat's channel option bits, restricted to those we implement.
+"""Send options: the one definition of Tomcat's channel option bits that we implement.
 
 Tomcat's bits (``org.apache.catalina.tribes.Channel``): 1 byte message, 2 use ack,
 4 synchronized ack, 8 asynchronous, 16 secure, 32 udp, 64 multicast. Here every
 message is bytes (bit 1 has no meaning), and secure/udp/multicast are not
-implemented, so only combinations of 2, 4 and 8 are accepted, and 4 only together
-with 2 (Tomcat silently ignores a lone 4). That leaves 2, 6, 8, 10 and 14.
+implemented, so only combinations of 2, 4 and 8 are supported, and 4 only together
+with 2 (Tomcat silently ignores a lone 4): :func:`unsupported` says why a value is not.
+
+Two users, one rule set, one deliberate difference about 0:
+
+* The channel's ``send(..., options)`` (:mod:`clustersession.channel.options`, which
+  takes its bits from here) is Tomcat's ``Channel.send``: 0 is a valid plain
+  synchronous send without acknowledgement (return once written, no ack awaited).
+  So the channel accepts 0, 2, 6, 8, 10 and 14.
+* The ``channel_send_options`` setting is Tomcat's ``<Cluster channelSendOptions>``,
+  and Tomcat ignores values <= 0 there (the default 8 stays). Accepting 0 would
+  silently mean something else than in Tomcat, so :func:`check_send_options`
+  refuses it: the setting accepts 2, 6, 8, 10 and 14.
 """
 
 from __future__ import annotations
@@ -16,6 +27,9 @@ from .errors import ConfigError
 ACK: Final = 2
 SYNC: Final = 4
 ASYNC: Final = 8
+
+#: Every bit we implement.
+SUPPORTED: Final = ACK | SYNC | ASYNC
 
 # Tomcat's long names and the short ones its parser also accepts.
 NAMES: Final[dict[str, int]] = {
@@ -74,19 +88,29 @@ def parse_send_options(key: str, value: object) -> int:
         raise ConfigError(key, value, exc.problem, ALLOWED_TEXT) from None
 
 
+def unsupported(value: int) -> str | None:
+    """Why the bits of ``value`` cannot be sent here, or ``None``; 0 passes (see above)."""
+    if value < 0:
+        return "is negative (options are bits)"
+    if value & 1:
+        return "sets bit 1 (byte_message), which has no meaning here: messages are always bytes"
+    if value & ~SUPPORTED:
+        return "sets a bit >= 16 (secure, udp or multicast), which is not supported"
+    if value & SYNC and not value & ACK:
+        return "sets sync (4) without ack (2); sync only refines ack"
+    return None
+
+
 def check_send_options(key: str, value: object) -> int:
-    """Check already-numeric options; the error says why a bit is refused."""
+    """Check already-numeric options for the setting; the error says why a bit is refused."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(key, value, "is not a send option", ALLOWED_TEXT)
     if value <= 0:
-        problem = "selects no delivery mode (Tomcat ignores values <= 0)"
-    elif value & 1:
-        problem = "sets bit 1 (byte_message), which has no meaning here: messages are always bytes"
-    elif value >= 16:
-        problem = "sets a bit >= 16 (secure, udp or multicast), which is not supported"
-    elif value & SYNC and not value & ACK:
-        problem = "sets sync (4) without ack (2); sync only refines ack"
+        # Before unsupported(): it would pass 0, the channel's plain synchronous send.
+        problem: str | None = "selects no delivery mode (Tomcat ignores values <= 0)"
     else:
+        problem = unsupported(value)
+    if problem is None:
         return value
     raise ConfigError(key, value, problem, ALLOWED_TEXT)
 

@@ -1,4 +1,4 @@
-"""Read Tomcat's ``server.xml`` (or a bare ``<Cluster>``) into a :class:`ClusterConfig`.
+"""Read Tomcat's ``server.xml`` (or a bare ``<Cluster>``) into ``{dotted path: Raw}``.
 
 Every attribute of the cluster components is either mapped to a setting or
 named in a WARNING on the ``clustersession.config`` logger with the reason it
@@ -15,12 +15,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Collection, Mapping
 from typing import Final
 
-from .cluster import ClusterConfig
-from .env import build_with_env, resolve_environ, warn_ignored_config_variable
 from .errors import ConfigError
 from .safe_xml import local_name, read_xml
-from .schema import Raw, env_name
-from .web_xml import web_xml_values
+from .schema import Raw
 
 log = logging.getLogger("clustersession.config")
 
@@ -245,36 +242,16 @@ def _short_in(class_name: str | None, package: str) -> str | None:
     return short if prefix + "." == package else None
 
 
-def load_tomcat_xml(
-    server_xml: str | bytes | os.PathLike[str],
-    web_xml: str | bytes | os.PathLike[str] | None = None,
-    *,
-    environ: Mapping[str, str] | None = None,
-) -> ClusterConfig:
-    """``ClusterConfig.from_tomcat_xml``; see there."""
-    env = resolve_environ(environ)
-    root, name = read_xml(server_xml, "server.xml")
-    values = _ServerXml(name, env).read(root)
-    if web_xml is not None:
-        web = web_xml_values(web_xml)
-        variable = env_name("distributable")
-        if variable in env:
-            # The issue's order for this one switch: web.xml, then the variable, then
-            # the presence of <Cluster>. The app's own descriptor is the authority.
-            log.warning(
-                "%s=%s is ignored: the web.xml decides (<distributable/> %s)",
-                variable,
-                env[variable],
-                "present" if web["distributable"].value else "absent",
-            )
-            env = {key: value for key, value in env.items() if key != variable}
-        values.update(web)
-    inline = isinstance(server_xml, bytes) or (
-        isinstance(server_xml, str) and server_xml.lstrip().startswith("<")
-    )
-    if not inline:
-        warn_ignored_config_variable(env, name)
-    return build_with_env(values, env, origin=name)
+def server_xml_values(
+    source: str | bytes | os.PathLike[str], environ: Mapping[str, str]
+) -> tuple[dict[str, Raw], str]:
+    """The settings ``source`` gives, and its name for messages.
+
+    ``source`` is a path, or the XML itself (bytes, or a str starting with ``<``).
+    ``environ`` is only read for Tomcat's own DNS membership variable.
+    """
+    root, name = read_xml(source, "server.xml")
+    return _ServerXml(name, environ).read(root), name
 
 
 class _ServerXml:

@@ -1,4 +1,7 @@
-"""TOML configuration files (named so as not to shadow the stdlib ``tomllib``)."""
+"""Read a TOML configuration file into ``{dotted path: Raw}``.
+
+Named so as not to shadow the stdlib ``tomllib``.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,12 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from .cluster import ClusterConfig
-from .env import build_with_env, resolve_environ, warn_ignored_config_variable
 from .errors import NO_VALUE, ConfigError
 from .schema import Raw, keys_in, section_paths, settings
 
 
-def load_toml(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
-) -> ClusterConfig:
-    """Read ``path`` and apply the ``CLUSTERSESSION_*`` variables on top."""
-    env = resolve_environ(environ)
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Raw]:
+    """The settings in the TOML file ``path``; errors name the file."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as fh:
@@ -28,8 +26,7 @@ def load_toml(
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(name, NO_VALUE, f"is not valid TOML ({exc})", "a TOML file") from None
-    warn_ignored_config_variable(env, name)
-    return build_with_env(toml_values(data, name), env, origin=name)
+    return toml_values(data, name)
 
 
 def toml_values(data: Mapping[str, Any], filename: str) -> dict[str, Raw]:

@@ -1,4 +1,4 @@
-"""What a Tomcat web app's ``web.xml`` says about clustering.
+"""Read what a Tomcat web app's ``web.xml`` says about clustering into ``{dotted path: Raw}``.
 
 Only two things matter here: ``<distributable/>`` (replicate sessions or not)
 and ``<session-config><session-timeout>`` (minutes → ``manager.max_inactive_interval``).
@@ -28,6 +28,10 @@ WEB_APP_NAMESPACES: Final = frozenset(
 
 
 def web_xml_values(source: str | bytes | os.PathLike[str]) -> dict[str, Raw]:
+    """``distributable`` (always) and the session timeout (if set) of a web.xml.
+
+    ``source`` is a path, or the XML itself (bytes, or a str starting with ``<``).
+    """
     root, name = read_xml(source, "web.xml")
     ns = namespace(root.tag)
     if local_name(root.tag) != "web-app" or ns not in WEB_APP_NAMESPACES:

@@ -1,13 +1,18 @@
-"""docs/configuration.md covers every setting and the seed file; send-option parsing."""
+"""docs/configuration.md covers every setting and the seed file; send-option parsing.
+
+Also: the channel's send options come from the config's one definition of the bits.
+"""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from clustersession.config import ConfigError
+from clustersession.channel import options
+from clustersession.config import ClusterConfig, ConfigError, send_options
 from clustersession.config.schema import settings
 from clustersession.config.send_options import describe, parse_send_options
 
@@ -85,3 +90,29 @@ def test_send_options_refused(value: object, reason: str) -> None:
 def test_describe() -> None:
     assert describe(8) == "async"
     assert describe(14) == "async,ack,sync"
+
+
+def test_channel_takes_its_bits_from_config() -> None:
+    assert (options.USE_ACK, options.SYNC_ACK, options.ASYNCHRONOUS) == (
+        send_options.ACK,
+        send_options.SYNC,
+        send_options.ASYNC,
+    )
+    assert ClusterConfig().channel_send_options == options.DEFAULT
+
+
+def _accepts(check: Callable[[int], object], value: int) -> bool:
+    try:
+        check(value)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("value", range(-2, 130))
+def test_channel_and_setting_agree_except_on_zero(value: int) -> None:
+    # 0 is Channel.send's plain synchronous send; Tomcat ignores it as channelSendOptions.
+    channel = _accepts(options.check, value)
+    setting = _accepts(lambda v: parse_send_options("channel_send_options", v), value)
+    assert channel == (value in (0, *send_options.VALID))
+    assert setting == (value in send_options.VALID)
