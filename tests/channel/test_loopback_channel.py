@@ -15,7 +15,9 @@ from clustersession.channel.errors import ChannelError
 from clustersession.channel.group import GroupChannel
 from clustersession.channel.interceptors.base import ChannelMessage
 
-from .conftest import ChannelFactory, eventually, loopback_config
+from ..support.loopback import loopback_config
+from ..support.polling import eventually
+from .conftest import ChannelFactory
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,9 @@ import pytest
 from clustersession.channel import options
 from clustersession.config import ClusterConfig
 
-from .conftest import SECRET, ChannelFactory, eventually
+from ..support.loopback import SECRET
+from ..support.polling import eventually
+from .conftest import ChannelFactory
 
 pytestmark = pytest.mark.anyio
 

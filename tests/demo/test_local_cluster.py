@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import Demo, wait_for
+from ..support.polling import wait_for
+from .conftest import Demo
 
 
 def test_failover_through_the_balancer_keeps_the_cart(demo: Demo) -> None:
