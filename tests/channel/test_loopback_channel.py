@@ -19,7 +19,7 @@ from ..support.loopback import loopback_config
 from ..support.polling import eventually
 from .conftest import ChannelFactory
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
 
 async def test_members_see_each_other_within_two_heartbeats(make_channel: ChannelFactory) -> None:

@@ -14,7 +14,7 @@ from ..support.loopback import SECRET
 from ..support.polling import eventually
 from .conftest import ChannelFactory
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
 
 def static_configs(count: int) -> list[ClusterConfig]:

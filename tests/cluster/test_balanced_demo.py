@@ -18,6 +18,8 @@ from ..support.loopback import SECRET
 from ..support.polling import wait_for
 from .network import Network
 
+pytestmark = pytest.mark.hosts
+
 
 def test_failover_through_haproxy_on_its_own_host(network_with_lb: Network) -> None:
     network = network_with_lb

@@ -11,6 +11,8 @@ from ..support.polling import wait_for
 from .network import Network
 from .web_nodes import WebNode, cookie_of
 
+pytestmark = pytest.mark.hosts
+
 
 def start_cluster(network: Network, count: int = 3, **env: str) -> list[WebNode]:
     nodes = [WebNode(network, host, **env) for host in network.hosts[:count]]
