@@ -40,7 +40,7 @@ unit: $(STAMP) system-deps
 
 ## Middleware overhead benchmark (needs wrk: apt-get install wrk).
 bench: $(STAMP)
-	$(BIN)/python bench/overhead.py
+	$(BIN)/python -m bench.overhead
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

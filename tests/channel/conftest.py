@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,7 +12,12 @@ from clustersession.channel.group import GroupChannel
 from clustersession.channel.member import Member
 from clustersession.config import ClusterConfig
 
-SECRET = "test-secret-0123456789"
+from ..support.loopback import loopback_config, random_mcast_port
+from ..support.polling import eventually
+
+# eventually and loopback_config live in tests.support; they are re-exported for
+# tests/sessions/test_replication.py, which still imports them from here.
+__all__ = ["ChannelFactory", "Events", "eventually", "loopback_config"]
 
 
 class Events:
@@ -32,40 +34,12 @@ class Events:
         self.removed.append((member, reason, time.monotonic()))
 
 
-def loopback_config(
-    mcast_port: int, *, frequency: int = 100, drop_time: int = 1000, **top: Any
-) -> ClusterConfig:
-    """A config whose multicast and receiver stay on 127.0.0.1."""
-    base = ClusterConfig(secret=SECRET, distributable=True, jvm_route="n")
-    membership = replace(
-        base.membership,
-        port=mcast_port,
-        bind="127.0.0.1",
-        frequency=frequency,
-        drop_time=drop_time,
-        address="228.0.0.4",
-    )
-    receiver = replace(base.receiver, address="127.0.0.1", port=random.randint(20000, 40000))
-    return replace(base, membership=membership, receiver=receiver, **top)
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` until true or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.01)
-    return predicate()
-
-
 ChannelFactory = Callable[..., Awaitable[tuple[GroupChannel, Events]]]
 
 
 @pytest.fixture
 def mcast_port() -> int:
-    # Runs that share lo must not share a group port (research: they collide).
-    return random.randint(46000, 59000)
+    return random_mcast_port()
 
 
 @pytest.fixture

@@ -15,9 +15,11 @@ from clustersession.channel.errors import ChannelError
 from clustersession.channel.group import GroupChannel
 from clustersession.channel.interceptors.base import ChannelMessage
 
-from .conftest import ChannelFactory, eventually, loopback_config
+from ..support.loopback import loopback_config
+from ..support.polling import eventually
+from .conftest import ChannelFactory
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
 
 async def test_members_see_each_other_within_two_heartbeats(make_channel: ChannelFactory) -> None:

@@ -10,9 +10,11 @@ import pytest
 from clustersession.channel import options
 from clustersession.config import ClusterConfig
 
-from .conftest import SECRET, ChannelFactory, eventually
+from ..support.loopback import SECRET
+from ..support.polling import eventually
+from .conftest import ChannelFactory
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
 
 def static_configs(count: int) -> list[ClusterConfig]:

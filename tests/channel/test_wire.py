@@ -126,6 +126,7 @@ async def connected_pair(
     return initiator, await accepted, server
 
 
+@pytest.mark.network  # a real TCP connection on 127.0.0.1
 @pytest.mark.parametrize("encrypt", [False, True])
 async def test_connection_frames_both_ways(encrypt: bool) -> None:
     keys = Keys(SECRET, encrypt=encrypt)
@@ -144,11 +145,13 @@ async def test_connection_frames_both_ways(encrypt: bool) -> None:
         server.close()
 
 
+@pytest.mark.network  # a real TCP connection on 127.0.0.1
 async def test_handshake_with_the_wrong_secret_fails() -> None:
     with pytest.raises(AuthError):
         await connected_pair(Keys(SECRET), Keys("another-secret-0123456"))
 
 
+@pytest.mark.network  # a real TCP connection on 127.0.0.1
 async def test_a_replayed_frame_is_refused() -> None:
     keys = Keys(SECRET)
     a, b, server = await connected_pair(keys, keys)

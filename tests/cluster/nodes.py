@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .network import Host, Network, wait_for
-
-SECRET = "cluster-test-secret-0123456789"
+from ..support.loopback import SECRET
+from ..support.polling import wait_for
+from .network import Host, Network
 
 
 class ChannelNode:

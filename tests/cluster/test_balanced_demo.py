@@ -14,8 +14,11 @@ import pytest
 
 from demo_app.haproxy import haproxy_config
 
-from .network import Network, wait_for
-from .nodes import SECRET
+from ..support.loopback import SECRET
+from ..support.polling import wait_for
+from .network import Network
+
+pytestmark = pytest.mark.hosts
 
 
 def test_failover_through_haproxy_on_its_own_host(network_with_lb: Network) -> None:

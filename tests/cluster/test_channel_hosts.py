@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from .network import Network, wait_for
+from ..support.polling import wait_for
+from .network import Network
 from .nodes import ChannelNode, all_see_each_other, start_nodes
+
+pytestmark = pytest.mark.hosts
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 

@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 
-from .network import Host, Network, wait_for
-from .nodes import SECRET
+from ..support.loopback import SECRET
+from ..support.polling import wait_for
+from .network import Host, Network
 
 
 class WebNode:
-    """``uvicorn tests.cluster.app:app`` on one host; HTTP over a Unix socket."""
+    """``uvicorn tests.support.app:from_env`` on one host; HTTP over a Unix socket."""
 
     def __init__(self, network: Network, host: Host, **env: str) -> None:
         self.network = network
@@ -40,8 +41,9 @@ class WebNode:
     def start(self, *, wait: bool = True) -> WebNode:
         """Start uvicorn; with ``wait``, return once it answers (after state transfer)."""
         self.socket.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "uvicorn", "tests.cluster.app:app", "--uds", str(self.socket),
-                "--lifespan", "on", "--log-level", "warning"]  # fmt: skip
+        argv = [sys.executable, "-m", "uvicorn", "tests.support.app:from_env", "--factory",
+                "--uds", str(self.socket), "--lifespan", "on",
+                "--log-level", "warning"]  # fmt: skip
         with self.log.open("ab") as log:
             self.process = self.network.run(self.host, argv, env=self.env, stdout=log, stderr=log)
         if wait:

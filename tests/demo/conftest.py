@@ -11,22 +11,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ..support.polling import wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def free_ports(count: int) -> int:
@@ -99,7 +91,9 @@ def demo() -> Iterator[Demo]:
         pytest.skip("haproxy is not installed: apt-get install haproxy")
     running = Demo()
     try:
-        ready = wait_for(lambda: any("Ctrl-C stops" in line for line in running.lines), 90)
+        ready = wait_for(
+            lambda: any("Ctrl-C stops" in line for line in running.lines), 90, interval=0.1
+        )
         assert ready, "demo did not start:\n" + "".join(running.lines)
         assert any("through HAProxy" in line for line in running.lines), "".join(running.lines)
         yield running

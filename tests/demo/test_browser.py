@@ -20,6 +20,8 @@ import pytest
 
 from .conftest import ROOT, Demo
 
+pytestmark = pytest.mark.hosts
+
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

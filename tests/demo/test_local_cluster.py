@@ -7,8 +7,12 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
-from .conftest import Demo, wait_for
+from ..support.polling import wait_for
+from .conftest import Demo
+
+pytestmark = pytest.mark.network
 
 
 def test_failover_through_the_balancer_keeps_the_cart(demo: Demo) -> None:

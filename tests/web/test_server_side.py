@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +16,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from clustersession import ClusterConfig, ClusterSessionMiddleware, Session
+
+from ..support.polling import wait_for
 
 
 class FakeClock:
@@ -309,16 +310,7 @@ def test_background_sweep_removes_expired_sessions_without_a_request() -> None:
     with TestClient(app) as client:  # runs lifespan: the sweep starts with the app
         client.post("/update", json={"user": "alice"})
         assert len(middleware.manager.store) == 1
-        assert poll(lambda: len(middleware.manager.store) == 0, timeout=10)
-
-
-def poll(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
+        assert wait_for(lambda: len(middleware.manager.store) == 0, timeout=10)
 
 
 def test_fastapi_app_switches_by_changing_the_import() -> None:

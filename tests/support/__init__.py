@@ -1,0 +1,1 @@
+"""What several test packages share: the demo-like app, loopback configs, polling."""

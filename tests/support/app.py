@@ -1,0 +1,120 @@
+"""The demo-like app the tests serve, in process (:func:`create_app`) or under uvicorn.
+
+Session routes (read, write, append, call a ``Session`` method) plus views into the
+node (``/health``, ``/state``). Under uvicorn: ``tests.support.app:from_env --factory``,
+configured by ``CLUSTERSESSION_*`` variables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from clustersession import (
+    AttributeEvent,
+    ClusterConfig,
+    ClusterSessionMiddleware,
+    Session,
+    SessionEvent,
+    SessionListener,
+)
+
+ORIGINAL_ID: Final = "org.apache.catalina.ha.session.JvmRouteOriginalSessionID"
+
+
+def session_of(request: Request) -> Session:
+    session = request.session
+    assert isinstance(session, Session)
+    return session
+
+
+async def view(request: Request) -> JSONResponse:
+    return JSONResponse(dict(request.session))
+
+
+async def update(request: Request) -> JSONResponse:
+    request.session.update(await request.json())
+    return JSONResponse(dict(request.session))
+
+
+async def append(request: Request) -> JSONResponse:
+    request.session.setdefault("items", []).append(request.path_params["item"])
+    return JSONResponse(dict(request.session))
+
+
+async def call(request: Request) -> PlainTextResponse:
+    """``Session.<method>()`` (``invalidate``, ``regenerate_id``); the id it leaves, if any."""
+    session = session_of(request)
+    getattr(session, request.path_params["method"])()
+    return PlainTextResponse(session.id if session else "")
+
+
+async def original(request: Request) -> JSONResponse:
+    """The id the route binder rewrote, if it did (the session is read to trigger it)."""
+    request.session.get("x")
+    return JSONResponse({"original": request.scope.get(ORIGINAL_ID)})
+
+
+ROUTES: Final = [
+    Route("/", view),
+    Route("/original", original),
+    Route("/update", update, methods=["POST"]),
+    Route("/append/{item}", append, methods=["POST"]),
+    Route("/call/{method}", call, methods=["POST"]),
+]
+
+
+class Recorder(SessionListener):
+    """Keeps every event, so a test can ask (``/state``) what this node's listeners heard."""
+
+    def __init__(self) -> None:
+        self.heard: list[dict[str, Any]] = []
+
+    def _keep(self, kind: str, event: SessionEvent | AttributeEvent) -> None:
+        self.heard.append({"kind": kind, "id": event.session_id, "remote": event.remote,
+                           "name": getattr(event, "name", None)})  # fmt: skip
+
+    def session_created(self, event: SessionEvent) -> None:
+        self._keep("created", event)
+
+    def session_destroyed(self, event: SessionEvent) -> None:
+        self._keep("destroyed", event)
+
+    def attribute_added(self, event: AttributeEvent) -> None:
+        self._keep("added", event)
+
+
+def create_app(
+    config: ClusterConfig, listeners: Sequence[SessionListener] = ()
+) -> ClusterSessionMiddleware:
+    """:data:`ROUTES`, ``/health`` (the node's route) and ``/state``, behind our middleware.
+
+    ``/state``: the session count, a fingerprint of every session (equal on nodes
+    that agree) and what a :class:`Recorder` among ``listeners`` heard.
+    """
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"route": config.jvm_route})
+
+    async def state(request: Request) -> JSONResponse:
+        manager = middleware.manager
+        sessions = sorted((r.token, sorted(r.attributes.items()), r.route) for r in manager.store)
+        fingerprint = hashlib.sha256(repr(sessions).encode()).hexdigest()
+        heard = [e for listener in listeners if isinstance(listener, Recorder)
+                 for e in listener.heard]  # fmt: skip
+        return JSONResponse({"sessions": len(sessions), "fingerprint": fingerprint, "heard": heard})
+
+    inner = Starlette(routes=[*ROUTES, Route("/health", health), Route("/state", state)])
+    middleware = ClusterSessionMiddleware(inner, config=config, listeners=list(listeners))
+    return middleware
+
+
+def from_env() -> ClusterSessionMiddleware:
+    """uvicorn ``--factory`` entry: configured from the environment, with a :class:`Recorder`."""
+    return create_app(ClusterConfig.from_env(), [Recorder()])
