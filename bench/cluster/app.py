@@ -6,6 +6,7 @@ cluster node, from the environment), or built in-process with :func:`build_app`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -55,11 +56,10 @@ def _node_routes(
         return JSONResponse({"counter": request.session.get("counter")})
 
     async def stats(request: Request) -> Response:
-        manager = middleware().manager
-        body: dict[str, Any] = {"sessions": len(manager.store), "members": 0}
-        if isinstance(manager, DeltaManager):
-            body.update(manager.stats())
-            body["members"] = len(manager.channel.members)
+        view = middleware().manager.view()
+        body: dict[str, Any] = {"sessions": view.sessions, "members": len(view.members)}
+        if view.replication is not None:
+            body.update(dataclasses.asdict(view.replication.counters))
         return Response(json.dumps(body, default=str), media_type="application/json")
 
     async def arrivals(request: Request) -> JSONResponse:

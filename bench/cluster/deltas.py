@@ -62,8 +62,8 @@ async def _push_deltas(options: Options, ports: Ports, workdir: Path) -> dict[st
 
         async def push(profile: bool) -> dict[str, Any]:
             before = [s["deltas_received"] for s in await peer_stats()]
-            failures_before = manager.counters["replication_failures"]
-            bytes_before = manager.channel.stats()["peers"]
+            failures_before = manager.counters.replication_failures
+            bytes_before = manager.channel.stats().peers
             count = options.deltas
             dispatch = manager.channel.dispatch
             spies = []
@@ -98,9 +98,9 @@ async def _push_deltas(options: Options, ports: Ports, workdir: Path) -> dict[st
             for spy in spies:
                 if spy is not None:
                     await asyncio.to_thread(stop_py_spy, *spy)
-            peers_after = manager.channel.stats()["peers"]
-            sent_bytes = sum(p["bytes_sent"] for p in peers_after.values()) - sum(
-                p["bytes_sent"] for p in bytes_before.values()
+            peers_after = manager.channel.stats().peers
+            sent_bytes = sum(p.bytes_sent for p in peers_after.values()) - sum(
+                p.bytes_sent for p in bytes_before.values()
             )
             return {
                 "deltas": count,
@@ -112,7 +112,7 @@ async def _push_deltas(options: Options, ports: Ports, workdir: Path) -> dict[st
                 "applied_per_s_total": sum(received) / elapsed,
                 "commits_per_s": count / committed,
                 "frame_bytes_per_delta": sent_bytes / (2 * count),
-                "replication_failures": manager.counters["replication_failures"] - failures_before,
+                "replication_failures": manager.counters.replication_failures - failures_before,
                 "cpu_busy": {"node1": busy[-1], "node2": busy[0], "node3": busy[1]},
             }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -84,7 +85,9 @@ async def worker_hold(sessions: int, mcast_port: int, receiver_port: int) -> Non
            "baseline": baseline, "rss": rss_kb()})  # fmt: skip
     loop = asyncio.get_running_loop()
     while await loop.run_in_executor(None, sys.stdin.readline) == "report\n":
-        _emit({"event": "report", "rss": rss_kb(), "counters": manager.counters})
+        _emit(
+            {"event": "report", "rss": rss_kb(), "counters": dataclasses.asdict(manager.counters)}
+        )
     await manager.stop()
 
 
@@ -115,7 +118,7 @@ async def worker_join(sessions: int, mcast_port: int, receiver_port: int) -> Non
         "event": "joined", "sessions": len(manager.store), "start_s": returned - started,
         "complete_s": complete - started,
         "transfer_s": complete - first_member[0] if first_member else None,
-        "state_transferred": manager.state_transferred, "baseline": baseline, "rss": rss_kb(),
+        "state_transferred": manager.state_transfer.transferred, "baseline": baseline, "rss": rss_kb(),
     })  # fmt: skip
     await manager.stop()
 
