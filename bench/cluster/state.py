@@ -118,7 +118,8 @@ async def worker_join(sessions: int, mcast_port: int, receiver_port: int) -> Non
         "event": "joined", "sessions": len(manager.store), "start_s": returned - started,
         "complete_s": complete - started,
         "transfer_s": complete - first_member[0] if first_member else None,
-        "state_transferred": manager.state_transfer.transferred, "baseline": baseline, "rss": rss_kb(),
+        "state_transferred": manager.state_transfer.transferred,
+        "baseline": baseline, "rss": rss_kb(),
     })  # fmt: skip
     await manager.stop()
 
