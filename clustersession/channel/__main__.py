@@ -91,7 +91,7 @@ async def run(
         with contextlib.suppress(asyncio.CancelledError):
             await sender
     await channel.stop()
-    printer.emit("stopped", channel.local, stats=channel.stats())
+    printer.emit("stopped", channel.local, stats=channel.stats().as_dict())
 
 
 def main(argv: list[str] | None = None) -> int:

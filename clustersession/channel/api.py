@@ -8,6 +8,7 @@ transport.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,20 +44,6 @@ class PeerTraffic:
     messages_received: int = 0
     bytes_received: int = 0
 
-    def as_dict(self) -> dict[str, float | int]:
-        """Plain numbers for a status page."""
-        return {
-            "messages_sent": self.messages_sent,
-            "bytes_sent": self.bytes_sent,
-            "failed_sends": self.failed_sends,
-            "acks": self.acks,
-            "mean_ack_ms": self.mean_ack_ms,
-            "last_ack_ms": self.last_ack_ms,
-            "reconnects": self.reconnects,
-            "messages_received": self.messages_received,
-            "bytes_received": self.bytes_received,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class ChannelStats:
@@ -77,17 +64,12 @@ class ChannelStats:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (status page): totals and layer counters flat, peers by name."""
-        return {
-            "messages_received": self.messages_received,
-            "bytes_received": self.bytes_received,
-            "members_added": self.members_added,
-            "members_removed": self.members_removed,
-            "refused_frames": self.refused_frames,
-            "refused_heartbeats": self.refused_heartbeats,
-            "send_failures": self.send_failures,
-            **self.layers,
-            "members": self.members,
+        totals = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("layers", "peers")
         }
+        return {**totals, **self.layers}
 
 
 class Channel(Protocol):

@@ -14,13 +14,11 @@ import asyncio
 import contextlib
 import random
 
-from ..channel import Channel, ChannelError, Member
-from ..config import ClusterConfig
+from ..channel import ChannelError, Member
 from .change import Change, snapshot
 from .chunks import chunked, send_acknowledged
+from .context import ReplicationContext
 from .digest import bucket_of
-from .manager import ReplicationCounters
-from .stamped_store import StampedStore
 from .wire import Kind, Message
 
 INTERVAL = 5.0  # seconds between routine digest exchanges (randomised by half either way)
@@ -29,18 +27,11 @@ INTERVAL = 5.0  # seconds between routine digest exchanges (randomised by half e
 class AntiEntropy:
     """Digest exchanges with members: routine, and on demand after a gap."""
 
-    def __init__(
-        self,
-        sessions: StampedStore,
-        channel: Channel,
-        config: ClusterConfig,
-        *,
-        counters: ReplicationCounters,
-    ) -> None:
-        self.sessions = sessions
-        self.channel = channel
-        self.config = config
-        self.counters = counters
+    def __init__(self, context: ReplicationContext) -> None:
+        self.sessions = context.sessions
+        self.channel = context.channel
+        self.config = context.config
+        self.counters = context.counters
         # Until the state transfer is over, a digest exchange would only cross it
         # (an empty node differs in every bucket): exchanges wait for it.
         self.synced = False

@@ -26,7 +26,8 @@ from ..channel.tasks import BackgroundTasks
 from ..config import ClusterConfig
 from .anti_entropy import AntiEntropy
 from .change import Change
-from .keepalive import KeepAlive, touch_period
+from .context import ReplicationContext
+from .keepalive import KeepAlive
 from .listeners import AttributeEvent, SessionEvent, SessionListener
 from .manager import ClusterView, Opened, ReplicationCounters, ReplicationView
 from .record import SessionDelta, SessionRecord
@@ -68,22 +69,11 @@ class DeltaManager(StampedStore):
         )
         self.counters = ReplicationCounters()
         self._tasks = BackgroundTasks(logger)
-        self.anti_entropy = AntiEntropy(self, self.channel, config, counters=self.counters)
-        self.replication = Replicator(
-            self,
-            self.channel,
-            config,
-            counters=self.counters,
-            tasks=self._tasks,
-            on_gap=self._repair_with,
-        )
-        self.keepalive = KeepAlive(
-            self,
-            self.channel,
-            period=touch_period(config.manager.max_inactive_interval),
-            counters=self.counters,
-        )
-        self.state_transfer = StateTransfer(self, self.channel, config, counters=self.counters)
+        context = ReplicationContext(self, self.channel, config, self.counters)
+        self.replication = Replicator(context, tasks=self._tasks, on_gap=self._repair_with)
+        self.anti_entropy = AntiEntropy(context)
+        self.state_transfer = StateTransfer(context)
+        self.keepalive = KeepAlive(context)
         self.channel.add_listener(self._received)
         self._started = False
         self._start_lock = asyncio.Lock()

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..channel import Channel, ChannelError
+from ..channel import ChannelError
 from ..channel.options import ASYNCHRONOUS
-from .manager import ReplicationCounters
-from .stamped_store import StampedStore
+from .context import ReplicationContext
 from .wire import Kind, Message, encode
 
 logger = logging.getLogger("clustersession")
@@ -34,18 +33,11 @@ def touch_period(max_inactive_interval: int) -> float:
 class KeepAlive:
     """Collects the sessions read here and tells the members, once per ``period``."""
 
-    def __init__(
-        self,
-        sessions: StampedStore,
-        channel: Channel,
-        *,
-        period: float,
-        counters: ReplicationCounters,
-    ) -> None:
-        self.sessions = sessions
-        self.channel = channel
-        self.period = period
-        self.counters = counters
+    def __init__(self, context: ReplicationContext) -> None:
+        self.sessions = context.sessions
+        self.channel = context.channel
+        self.period = touch_period(context.config.manager.max_inactive_interval)
+        self.counters = context.counters
         self._touched: dict[str, float] = {}
 
     @property

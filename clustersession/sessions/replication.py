@@ -17,13 +17,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ..channel import Channel, ChannelError, Member
+from ..channel import ChannelError, Member
 from ..channel.tasks import BackgroundTasks
-from ..config import ClusterConfig
 from .change import Change
 from .chunks import chunked, send_acknowledged
-from .manager import ReplicationCounters
-from .stamped_store import StampedStore
+from .context import ReplicationContext
 from .wire import Kind, Message, encode
 
 logger = logging.getLogger("clustersession")
@@ -36,18 +34,15 @@ class Replicator:
 
     def __init__(
         self,
-        sessions: StampedStore,
-        channel: Channel,
-        config: ClusterConfig,
+        context: ReplicationContext,
         *,
-        counters: ReplicationCounters,
         tasks: BackgroundTasks,
         on_gap: Callable[[Member], None],
     ) -> None:
-        self.sessions = sessions
-        self.channel = channel
-        self.config = config
-        self.counters = counters
+        self.sessions = context.sessions
+        self.channel = context.channel
+        self.config = context.config
+        self.counters = context.counters
         self.on_gap = on_gap
         self._tasks = tasks
         # The changes of the requests that end in this loop iteration, sent together;

@@ -13,12 +13,10 @@ import logging
 import secrets
 import time
 
-from ..channel import Channel, ChannelError, Member
-from ..config import ClusterConfig
+from ..channel import ChannelError, Member
 from .change import snapshot
 from .chunks import chunked, send_acknowledged
-from .manager import ReplicationCounters
-from .stamped_store import StampedStore
+from .context import ReplicationContext
 from .wire import Kind, Message
 
 logger = logging.getLogger("clustersession")
@@ -29,18 +27,11 @@ MEMBER_WAIT = 2  # heartbeats to wait for members before deciding we are the fir
 class StateTransfer:
     """Fetches the cluster's sessions on start; serves ours to nodes that join."""
 
-    def __init__(
-        self,
-        sessions: StampedStore,
-        channel: Channel,
-        config: ClusterConfig,
-        *,
-        counters: ReplicationCounters,
-    ) -> None:
-        self.sessions = sessions
-        self.channel = channel
-        self.config = config
-        self.counters = counters
+    def __init__(self, context: ReplicationContext) -> None:
+        self.sessions = context.sessions
+        self.channel = context.channel
+        self.config = context.config
+        self.counters = context.counters
         self.transferred: bool | None = None  # None: not needed (first node)
         self._transfers: dict[int, asyncio.Queue[Message]] = {}
 
