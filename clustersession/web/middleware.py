@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Sequence
 
 from starlette.datastructures import MutableHeaders, Secret
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import ClusterConfig
-from ..sessions.ids import SessionIds
 from ..sessions.listeners import SessionListener
 from ..sessions.manager import Manager
 from ..sessions.managers import manager_for
-from ..sessions.record import SessionRecord
-from ..sessions.session import Session, UnserialisableChange
-from .cookies import SameSite, SessionCookie
+from ..sessions.session import Session
+from .cookies import SameSite
+from .front import CookieAction, SessionFront
 from .status import StatusPage
-
-logger = logging.getLogger("clustersession")
-
-# Tomcat's session-timeout default, used when the cookie has no Max-Age to take it from.
-_DEFAULT_IDLE_SECONDS = 1800
 
 
 class ClusterSessionMiddleware:
@@ -73,34 +65,27 @@ class ClusterSessionMiddleware:
             raise TypeError("ClusterSessionMiddleware needs secret_key=... or config=...")
         self.app = app
         self.config = config if config is not None else ClusterConfig()
-        secret = str(secret_key) if secret_key is not None else self.config.secret
-        self.cookie = SessionCookie(
-            session_cookie,
+        self.front = SessionFront.from_arguments(
+            secret_key=None if secret_key is None else str(secret_key),
+            session_cookie=session_cookie,
             max_age=max_age,
             path=path,
             same_site=same_site,
             https_only=https_only,
             domain=domain,
             partitioned=partitioned,
+            config=config,
         )
-        if config is not None:
-            self.max_inactive_interval = config.manager.max_inactive_interval
-        else:
-            self.max_inactive_interval = _DEFAULT_IDLE_SECONDS if max_age is None else max_age
-        # Starlette refuses a cookie older than a non-positive max_age at once.
-        self._sessions_expire_at_once = config is None and max_age is not None and max_age <= 0
-        self.ids = SessionIds(secret, self.config.jvm_route)
+        self.ids = self.front.ids
+        self.cookie = self.front.cookie
+        self.max_inactive_interval = self.front.idle_timeout
         # With web.xml's <distributable/>, every session on every node.
         self.manager: Manager = manager_for(
             self.config, listeners=listeners, idle_timeout=self.max_inactive_interval
         )
-        valves = self.config.valves
-        # ReplicationValve's filter: requests whose path matches never replicate.
-        self._filter = re.compile(valves.replication.filter) if valves.replication.filter else None
-        self._original_id_key = valves.route_binder.session_id_attribute
         limited = self.config.manager.max_active_sessions >= 0
         self._may_create = self.manager.may_create if limited else None
-        self.status = StatusPage(valves.status, self.manager, self.config.jvm_route)
+        self.status = StatusPage(self.config.valves.status, self.manager, self.config.jvm_route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -116,19 +101,15 @@ class ClusterSessionMiddleware:
         if kind == "http" and self.status.matches(scope["path"]):
             await self.status(scope, receive, send)
             return
-        now = self.manager.clock()
-        record, cookie_route, retired = self._load(scope)
-        session = Session(
-            self.ids,
-            record,
-            default_max_inactive_interval=self.max_inactive_interval,
-            now=now,
+        opening = self.front.open(
+            self.cookie.read(scope["headers"]),
+            self.manager.open,
+            now=self.manager.clock(),
             may_create=self._may_create,
         )
-        # The client's cookie names another route than the session has (a failover,
-        # or a renamed session): hand it the current id even if nothing changes.
-        session.cookie_stale = record is not None and cookie_route != record.route
-        session.retired = retired
+        session = opening.session
+        if opening.original_id is not None:
+            scope[self.front.original_id_key] = opening.original_id
         scope["session"] = session
         scope["clustersession"] = self  # for apps that show the cluster (see web.status)
         if kind == "websocket":
@@ -140,7 +121,9 @@ class ClusterSessionMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self._settle_cookie(session, message)
+                action = self.front.cookie_action(session)
+                if action is not None:
+                    _apply(action, message)
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 # Before the last chunk goes out, so a client that has its response
                 # finds its writes on its next request.
@@ -149,63 +132,10 @@ class ClusterSessionMiddleware:
 
         await self.app(scope, receive, send_wrapper)
 
-    def _load(self, scope: Scope) -> tuple[SessionRecord | None, str | None, bool]:
-        """The session the cookie names, the route it names, and whether its id is retired."""
-        value = self.cookie.read(scope["headers"])
-        if value is None or self._sessions_expire_at_once:
-            return None, None, False
-        parsed = self.ids.parse(value)
-        if parsed is None:
-            logger.debug("refused session cookie %.60r: malformed or bad signature", value)
-            return None, None, False
-        token, route = parsed
-        opened = self.manager.open(token)
-        if opened.rerouted and self._original_id_key:
-            scope[self._original_id_key] = value  # JvmRouteBinderValve's original id
-        return opened.record, route, opened.retired
-
-    def _settle_cookie(self, session: Session, message: Message) -> None:
-        if not session.accessed and not session.cookie_stale:
-            return
-        headers = message.setdefault("headers", [])
-        if session.retired and not session.was_invalidated:
-            headers.append((b"vary", b"Cookie"))
-            return  # an id retired by invalidate()/regenerate_id(): no new cookie either
-        if not isinstance(headers, list):
-            headers = message["headers"] = list(headers)
-        if any(name.lower() == b"vary" for name, _ in headers):
-            MutableHeaders(raw=headers).add_vary_header("Cookie")
-        else:  # the common case, without building a MutableHeaders
-            headers.append((b"vary", b"Cookie"))
-        if not session.modified and not session.cookie_stale:
-            return
-        if session:
-            value = self.cookie.set_header(session.id)
-        elif session.existed:
-            value = self.cookie.clear_header()
-        else:
-            return
-        headers.append((b"set-cookie", value.encode("latin-1")))
-
     async def _commit(self, session: Session, path: str) -> None:
-        if self._sessions_expire_at_once:
-            return
-        now = self.manager.clock()
-        try:
-            deltas = session.changes(now)
-        except UnserialisableChange as exc:
-            logger.error("session %s: not saved: %s", session.id, exc)
-            deltas = exc.deltas
-        if session.retired and not session.was_invalidated:
-            if any(not delta.is_access_only for delta in deltas):
-                logger.warning(
-                    "dropped the writes of a request that carried a retired session id "
-                    "(invalidated, or replaced by regenerate_id()); it was in flight, or replayed"
-                )
-            return
-        if deltas:
-            replicate = self._filter is None or not self._filter.fullmatch(path)
-            await self.manager.commit(deltas, replicate=replicate)
+        commit = self.front.commit(session, path, now=self.manager.clock())
+        if commit is not None:
+            await self.manager.commit(commit.deltas, replicate=commit.replicate)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start the manager before the app's startup, stop it after its shutdown."""
@@ -222,3 +152,16 @@ class ClusterSessionMiddleware:
             await send(message)
 
         await self.app(scope, receive_wrapper, send_wrapper)
+
+
+def _apply(action: CookieAction, message: Message) -> None:
+    """Add ``Vary: Cookie`` (merged into an existing Vary) and the Set-Cookie, if any."""
+    headers = message.setdefault("headers", [])
+    if not isinstance(headers, list):
+        headers = message["headers"] = list(headers)
+    if any(name.lower() == b"vary" for name, _ in headers):
+        MutableHeaders(raw=headers).add_vary_header("Cookie")
+    else:  # the common case, without building a MutableHeaders
+        headers.append((b"vary", b"Cookie"))
+    if action.set_cookie is not None:
+        headers.append((b"set-cookie", action.set_cookie.encode("latin-1")))

@@ -1,0 +1,193 @@
+"""``SessionFront``: one request's session, the same on every adapter.
+
+What Starlette's ``SessionMiddleware`` does around a request, minus the I/O of a
+particular server interface: read the id from the cookie, open the session the
+manager holds for it, decide the response's ``Vary`` and ``Set-Cookie``, and
+collect what the request changed. The ASGI middleware, the WSGI middleware and
+the Flask and Django adapters each do their framework's I/O around it, so a
+cookie written by one is read the same way by all (a mixed cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..config import ClusterConfig
+from ..sessions.ids import SessionIds
+from ..sessions.manager import Opened
+from ..sessions.record import SessionDelta
+from ..sessions.session import Session, UnserialisableChange
+from .cookies import SameSite, SessionCookie
+
+logger = logging.getLogger("clustersession")
+
+# Tomcat's session-timeout default, used when the cookie has no Max-Age to take it from.
+DEFAULT_IDLE_SECONDS = 1800
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """A request's session, and the id it came with if the route binder re-routed it."""
+
+    session: Session
+    original_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CookieAction:
+    """What the response's headers need: ``Vary: Cookie``, and a ``Set-Cookie`` value or not."""
+
+    set_cookie: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """A request's changes for the manager, and whether they replicate (ReplicationValve filter)."""
+
+    deltas: list[SessionDelta]
+    replicate: bool
+
+
+class SessionFront:
+    """Cookie in, session out, changes collected: framework-neutral.
+
+    ``idle_timeout`` is the idle timeout of new sessions; ``expire_at_once``
+    keeps nothing beyond the request (Starlette's ``max_age <= 0``).
+    """
+
+    def __init__(
+        self,
+        ids: SessionIds,
+        cookie: SessionCookie,
+        config: ClusterConfig,
+        *,
+        idle_timeout: int,
+        expire_at_once: bool = False,
+    ) -> None:
+        self.ids = ids
+        self.cookie = cookie
+        self.idle_timeout = idle_timeout
+        self.expire_at_once = expire_at_once
+        valves = config.valves
+        # ReplicationValve's filter: requests whose path matches never replicate.
+        self._filter = re.compile(valves.replication.filter) if valves.replication.filter else None
+        self.original_id_key = valves.route_binder.session_id_attribute
+
+    @classmethod
+    def from_arguments(
+        cls,
+        *,
+        secret_key: str | None,
+        session_cookie: str,
+        max_age: int | None,
+        path: str,
+        same_site: SameSite,
+        https_only: bool,
+        domain: str | None,
+        partitioned: bool,
+        config: ClusterConfig | None,
+    ) -> SessionFront:
+        """From Starlette's ``SessionMiddleware`` arguments, as both middlewares take them.
+
+        Without ``config``, one node, and ``max_age`` is also the idle timeout
+        (``None``: Tomcat's 30 minutes; ``<= 0``: nothing outlives its request).
+        With it, the idle timeout is ``config.manager.max_inactive_interval``, the
+        route ``config.jvm_route``, and ``secret_key`` defaults to ``config.secret``.
+        """
+        if secret_key is None and config is None:
+            raise TypeError("a session middleware needs secret_key=... or config=...")
+        settings = config if config is not None else ClusterConfig()
+        secret = secret_key if secret_key is not None else settings.secret
+        cookie = SessionCookie(
+            session_cookie,
+            max_age=max_age,
+            path=path,
+            same_site=same_site,
+            https_only=https_only,
+            domain=domain,
+            partitioned=partitioned,
+        )
+        if config is not None:
+            idle_timeout = config.manager.max_inactive_interval
+        else:
+            idle_timeout = DEFAULT_IDLE_SECONDS if max_age is None else max_age
+        return cls(
+            SessionIds(secret, settings.jvm_route),
+            cookie,
+            settings,
+            idle_timeout=idle_timeout,
+            # Starlette refuses a cookie older than a non-positive max_age at once.
+            expire_at_once=config is None and max_age is not None and max_age <= 0,
+        )
+
+    def open(
+        self,
+        cookie_value: str | None,
+        opener: Callable[[str], Opened],
+        *,
+        now: float,
+        may_create: Callable[[], bool] | None,
+    ) -> Opening:
+        """The session the cookie's id names (``opener`` asks the manager), or a new one."""
+        opened, cookie_route, original_id = None, None, None
+        if cookie_value is not None and not self.expire_at_once:
+            parsed = self.ids.parse(cookie_value)
+            if parsed is None:
+                logger.debug(
+                    "refused session cookie %.60r: malformed or bad signature", cookie_value
+                )
+            else:
+                token, cookie_route = parsed
+                opened = opener(token)
+                if opened.rerouted and self.original_id_key:
+                    original_id = cookie_value  # JvmRouteBinderValve's original id
+        record = opened.record if opened is not None else None
+        session = Session(
+            self.ids,
+            record,
+            default_max_inactive_interval=self.idle_timeout,
+            now=now,
+            may_create=may_create,
+        )
+        # The client's cookie names another route than the session has (a failover,
+        # or a renamed session): hand it the current id even if nothing changes.
+        session.cookie_stale = record is not None and cookie_route != record.route
+        session.retired = opened is not None and opened.retired
+        return Opening(session, original_id)
+
+    def cookie_action(self, session: Session) -> CookieAction | None:
+        """What the response's headers need (``None``: the session was not used)."""
+        if not session.accessed and not session.cookie_stale:
+            return None
+        if session.retired and not session.was_invalidated:
+            return CookieAction()  # a retired id: no new cookie either
+        if not session.modified and not session.cookie_stale:
+            return CookieAction()
+        if session:
+            return CookieAction(self.cookie.set_header(session.id))
+        if session.existed:
+            return CookieAction(self.cookie.clear_header())
+        return CookieAction()
+
+    def commit(self, session: Session, path: str, *, now: float) -> Commit | None:
+        """The request's changes, or ``None`` when there is nothing to commit."""
+        if self.expire_at_once:
+            return None
+        try:
+            deltas = session.changes(now)
+        except UnserialisableChange as exc:
+            logger.error("session %s: not saved: %s", session.id, exc)
+            deltas = exc.deltas
+        if session.retired and not session.was_invalidated:
+            if any(not delta.is_access_only for delta in deltas):
+                logger.warning(
+                    "dropped the writes of a request that carried a retired session id "
+                    "(invalidated, or replaced by regenerate_id()); it was in flight, or replayed"
+                )
+            return None
+        if not deltas:
+            return None
+        return Commit(deltas, self._filter is None or not self._filter.fullmatch(path))
