@@ -10,22 +10,25 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import html
+import json
 import math
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..channel import PeerTraffic
 from ..config.sections import StatusValveConfig
-from ..sessions.manager import Manager
+from ..sessions.manager import ClusterView
 
 _LOOPBACK = ("127.", "::1")
+_FORBIDDEN = b"forbidden: see valves.status.token"
 
 
-def snapshot(manager: Manager, route: str | None) -> dict[str, Any]:
+def snapshot(manager: Viewable, route: str | None) -> dict[str, Any]:
     """What the status page shows, as plain data."""
     view = manager.view()
     data: dict[str, Any] = {
@@ -63,10 +66,26 @@ def snapshot(manager: Manager, route: str | None) -> dict[str, Any]:
     return data
 
 
-class StatusPage:
-    """An ASGI endpoint for the status page, in front of the app."""
+class Viewable(Protocol):
+    """What the status page reads: a manager, or a manager on its own thread (WSGI)."""
 
-    def __init__(self, config: StatusValveConfig, manager: Manager, route: str | None) -> None:
+    def view(self) -> ClusterView:
+        """The numbers and members to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAnswer:
+    """The status page's response, for any server interface to send."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class StatusPage:
+    """The status page and its JSON, in front of the app (ASGI, or asked by the WSGI adapter)."""
+
+    def __init__(self, config: StatusValveConfig, manager: Viewable, route: str | None) -> None:
         self.path = config.path
         self.token = config.token
         self.manager = manager
@@ -76,27 +95,41 @@ class StatusPage:
         """Whether a request path is the page or its JSON."""
         return bool(self.path) and path in (self.path, self.path + ".json")
 
-    def allowed(self, scope: Scope) -> bool:
-        """The token, or (without one) a loopback client."""
+    def allowed(self, client_host: str | None, query_string: str, authorization: str) -> bool:
+        """The token (``?token=`` or a Bearer header), or, without one, a loopback client."""
         if self.token:
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            offered = query.get("token", [""])[0]
-            for name, value in scope["headers"]:
-                if name == b"authorization" and value.startswith(b"Bearer "):
-                    offered = value[7:].decode("latin-1")
+            offered = parse_qs(query_string).get("token", [""])[0]
+            if authorization.startswith("Bearer "):
+                offered = authorization[7:]
             return hmac.compare_digest(offered.encode(), self.token.encode())
-        client = scope.get("client")
-        return client is not None and str(client[0]).startswith(_LOOPBACK)
+        return client_host is not None and client_host.startswith(_LOOPBACK)
+
+    def answer(
+        self, path: str, *, client_host: str | None, query_string: str, authorization: str
+    ) -> StatusAnswer:
+        """The page (HTML) or its JSON, or 403 for a client that may not see it."""
+        if not self.allowed(client_host, query_string, authorization):
+            return StatusAnswer(403, "text/plain; charset=utf-8", _FORBIDDEN)
+        data = snapshot(self.manager, self.route)
+        if path.endswith(".json"):
+            body = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            return StatusAnswer(200, "application/json", body.encode())
+        page = render(data, json_path=self.path + ".json")
+        return StatusAnswer(200, "text/html; charset=utf-8", page.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.allowed(scope):
-            response: Any = PlainTextResponse("forbidden: see valves.status.token", 403)
-        else:
-            data = snapshot(self.manager, self.route)
-            if scope["path"].endswith(".json"):
-                response = JSONResponse(data)
-            else:
-                response = HTMLResponse(render(data, json_path=self.path + ".json"))
+        authorization = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+        client = scope.get("client")
+        answer = self.answer(
+            scope["path"],
+            client_host=None if client is None else str(client[0]),
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            authorization=authorization,
+        )
+        response = Response(answer.body, answer.status, media_type=answer.content_type)
         await response(scope, receive, send)
 
 

@@ -1,0 +1,215 @@
+"""``ManagerThread``: a manager for request threads (WSGI), on its own event loop.
+
+The managers are asyncio code and touch their store from one thread only. A
+WSGI server runs requests on threads of its own, so the manager runs on an
+event loop in a daemon thread and request threads reach it through this class:
+every call runs on the loop thread and the request thread waits for its answer
+(a record it opens is a detached copy, so a merge that lands meanwhile cannot
+change it under the request).
+
+It starts lazily, once per process, in the process that serves: the first
+request starts the loop and the manager and waits until the manager serves (a
+joining node's state transfer included). After a fork (gunicorn's pre-fork
+model) the child starts its own, since threads do not survive a fork and a
+pre-forked master must not own the sockets its workers use. It stops at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from .manager import ClusterView, Manager, Opened
+from .record import SessionDelta, SessionRecord
+
+logger = logging.getLogger("clustersession")
+
+T = TypeVar("T")
+
+STOP_TIMEOUT = 10.0  # seconds stop() waits for the manager to leave the cluster
+
+
+class ManagerThread:
+    """Runs the manager ``factory`` builds on an event loop of its own, in a daemon thread.
+
+    ``start_timeout`` bounds the wait of the first request for the manager to
+    start (``None``: no bound); a failure to start is raised to every request
+    that waits, and the next request tries again.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Manager],
+        *,
+        name: str = "clustersession",
+        start_timeout: float | None = None,
+    ) -> None:
+        self._factory = factory
+        self._name = name
+        self._start_timeout = start_timeout
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._manager: Manager | None = None
+        _RUNNING.add(self)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether this process's manager has started (and not stopped)."""
+        return self._manager is not None and self._pid == os.getpid()
+
+    def start(self) -> Manager:
+        """Start the loop thread and the manager in this process, if not yet; return it."""
+        manager = self._manager
+        if manager is not None and self._pid == os.getpid():
+            return manager
+        with self._lock:
+            if self._manager is not None and self._pid == os.getpid():
+                return self._manager
+            # Nothing inherited from a parent process is used: its thread is gone.
+            self._manager, self._loop, self._thread = None, None, None
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+            thread = threading.Thread(
+                target=_run_loop, args=(loop, ready), name=self._name, daemon=True
+            )
+            thread.start()
+            ready.wait()
+            manager = self._factory_on(loop)
+            future = asyncio.run_coroutine_threadsafe(manager.start(), loop)
+            try:
+                future.result(self._start_timeout)
+            except BaseException:
+                future.cancel()
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(STOP_TIMEOUT)
+                loop.close()
+                raise
+            self._loop, self._thread, self._manager = loop, thread, manager
+            self._pid = os.getpid()
+            logger.info("session manager started in process %d", self._pid)
+            return manager
+
+    def _factory_on(self, loop: asyncio.AbstractEventLoop) -> Manager:
+        # Built on the loop thread: a manager may create asyncio objects as it is built.
+        future: concurrent.futures.Future[Manager] = concurrent.futures.Future()
+
+        def build() -> None:
+            try:
+                future.set_result(self._factory())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        loop.call_soon_threadsafe(build)
+        return future.result()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop the manager (it leaves the cluster) and the loop thread, in this process."""
+        with self._lock:
+            manager, loop, thread = self._manager, self._loop, self._thread
+            if manager is None or loop is None or thread is None or self._pid != os.getpid():
+                return
+            self._manager, self._loop, self._thread = None, None, None
+            try:
+                asyncio.run_coroutine_threadsafe(manager.stop(), loop).result(timeout)
+            except Exception:
+                logger.exception("session manager did not stop cleanly")
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+            if not thread.is_alive():
+                loop.close()
+
+    # -- what request threads ask ----------------------------------------------
+
+    def clock(self) -> float:
+        """The manager's wall clock (a plain function: safe on any thread)."""
+        return self.start().clock()
+
+    def open(self, token: str) -> Opened:
+        """``Manager.open`` on the loop thread; the record comes back detached."""
+        manager = self.start()
+        opened = self.call(lambda: manager.open(token))
+        if opened.record is None:
+            return opened
+        return Opened(_detached(opened.record), opened.retired, opened.rerouted)
+
+    def may_create(self) -> bool:
+        """``Manager.may_create`` on the loop thread."""
+        manager = self.start()
+        return self.call(manager.may_create)
+
+    def commit(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> None:
+        """Commit a request's changes and wait until the manager has them.
+
+        In async mode that is once they are stored here (the next request sees
+        them); with send options 2 and 6 once the members acknowledged them.
+        """
+        manager = self.start()
+        self.run(manager.commit(list(deltas), replicate=replicate))
+
+    def view(self) -> ClusterView:
+        """``Manager.view`` on the loop thread."""
+        manager = self.start()
+        return self.call(manager.view)
+
+    # -- plumbing --------------------------------------------------------------
+
+    def call(self, function: Callable[[], T]) -> T:
+        """Run ``function`` on the loop thread and return its result here."""
+        loop = self._loop
+        assert loop is not None, "start() first"
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(function())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
+        return future.result()
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the loop thread and return its result here."""
+        loop = self._loop
+        assert loop is not None, "start() first"
+        return asyncio.run_coroutine_threadsafe(work, loop).result()
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(ready.set)
+    loop.run_forever()
+
+
+def _detached(record: SessionRecord) -> SessionRecord:
+    """What a request reads of a record, copied: merges on the loop thread cannot touch it."""
+    return SessionRecord(
+        record.token,
+        record.route,
+        record.created_at,
+        record.last_accessed_at,
+        record.max_inactive_interval,
+        dict(record.attributes),
+        local=dict(record.local) if record.local else None,
+    )
+
+
+_RUNNING: weakref.WeakSet[ManagerThread] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Leave the cluster cleanly when the process exits (the others see a LEAVE, not a crash)."""
+    for manager_thread in list(_RUNNING):
+        manager_thread.stop()
