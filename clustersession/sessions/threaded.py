@@ -208,8 +208,14 @@ def _detached(record: SessionRecord) -> SessionRecord:
 _RUNNING: weakref.WeakSet[ManagerThread] = weakref.WeakSet()
 
 
+def start_all() -> None:
+    """Start the manager of every ``ManagerThread`` of this process now (server hooks)."""
+    for manager_thread in list(_RUNNING):
+        manager_thread.start()
+
+
 @atexit.register
-def _stop_all() -> None:
-    """Leave the cluster cleanly when the process exits (the others see a LEAVE, not a crash)."""
+def stop_all() -> None:
+    """Stop them all: each leaves the cluster cleanly (the others see a LEAVE, not a crash)."""
     for manager_thread in list(_RUNNING):
         manager_thread.stop()
