@@ -68,6 +68,8 @@ class DeltaManager(StampedStore):
             replicated_names=config.manager.session_attribute_name_filter,
         )
         self.counters = ReplicationCounters()
+        # Periodic work runs until stop; the rest (sends, answers) gets a moment to finish.
+        self._timers = BackgroundTasks(logger)
         self._tasks = BackgroundTasks(logger)
         context = ReplicationContext(self, self.channel, config, self.counters)
         self.replication = Replicator(context, tasks=self._tasks, on_gap=self._repair_with)
@@ -92,8 +94,8 @@ class DeltaManager(StampedStore):
                 return
             await self.channel.start()
             await super().start()
-            self._tasks.spawn(self.keepalive.run_forever(), "clustersession-touch")
-            self._tasks.spawn(self.anti_entropy.run_forever(), "clustersession-anti-entropy")
+            self._timers.spawn(self.keepalive.run_forever(), "clustersession-touch")
+            self._timers.spawn(self.anti_entropy.run_forever(), "clustersession-anti-entropy")
             self._started = True
             try:
                 await self.state_transfer.run()
@@ -110,6 +112,7 @@ class DeltaManager(StampedStore):
         if self.config.manager.expire_sessions_on_shutdown:
             await self.replication.expire_everywhere()
         await self.keepalive.flush()
+        await self._timers.cancel_all()
         await self._tasks.cancel_all()
         await super().stop()
         await self.channel.stop()

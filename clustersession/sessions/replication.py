@@ -134,8 +134,10 @@ class Replicator:
     def received(self, sender: Member, message: Message) -> None:
         """Merge a peer's DELTA; a gap in its numbering asks for anti-entropy."""
         expected = self._expected.get(sender.id)
-        self._expected[sender.id] = message.seq + 1
-        if expected is not None and message.seq != expected:
+        # A number below the expected one is a duplicate or a late arrival, not a gap:
+        # merging it again is harmless, and it must not wind the expectation back.
+        self._expected[sender.id] = max(message.seq + 1, expected or 0)
+        if expected is not None and message.seq > expected:
             self.counters.gaps_detected += 1
             missed = message.seq - expected
             logger.info("missed %d delta message(s) from %s: repairing", missed, sender)

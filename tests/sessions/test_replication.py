@@ -1,6 +1,8 @@
 """Replicated sessions between middlewares in one process: real channels on loopback.
 
-(The same scenarios with real uvicorn processes on separate hosts are in tests/cluster.)
+(The same scenarios with real uvicorn processes on separate hosts are in tests/cluster.
+The protocol's own scenarios, with faults made on purpose, run on the in-memory
+network in test_replication_memory.py.)
 """
 
 from __future__ import annotations
@@ -189,45 +191,6 @@ async def test_failover_reroutes_the_cookie_and_tells_the_cluster(cluster: NodeF
     assert response.json() == {"cart": ["apple"]} and cookie_of(response) == f"{token}.b"
 
 
-async def test_a_joining_node_gets_every_session_before_it_starts(cluster: NodeFactory) -> None:
-    a = await cluster("a", send_all_sessions_size=7)
-    cookies = [
-        cookie_of(await a.request("POST", "/update", None, json={"i": i})) for i in range(50)
-    ]
-    b = await cluster("b", send_all_sessions_size=7)  # start() returns after the transfer
-    assert b.manager.state_transfer.transferred is True
-    assert len(b.manager.store) == 50
-    for i, cookie in enumerate(cookies):
-        assert (await b.request("GET", "/", cookie)).json() == {"i": i}
-
-
-async def test_concurrent_writes_converge(cluster: NodeFactory) -> None:
-    nodes = [await cluster(r) for r in "abc"]
-    await until_members(nodes, 2)
-    cookie = cookie_of(await nodes[0].request("POST", "/update", None, json={"k": 0}))
-    token = cookie.split(".")[0]
-    # The session is everywhere before the race starts.
-    assert await eventually(lambda: all(n.manager.store.get(token) for n in nodes))
-    await asyncio.gather(
-        *(
-            node.request("POST", "/update", cookie, json={"k": i, f"own{i}": i})
-            for i, node in enumerate(nodes)
-            for _ in range(5)
-        )
-    )
-
-    def same() -> bool:
-        views = [n.manager.store.get(cookie.split(".")[0]) for n in nodes]
-        return (
-            all(v is not None for v in views)
-            and len({repr(sorted(v.attributes.items())) for v in views}) == 1
-        )
-
-    assert await eventually(same, timeout=10)
-    final = (await nodes[1].request("GET", "/", cookie)).json()
-    assert {final["own0"], final["own1"], final["own2"]} == {0, 1, 2}  # disjoint keys survive
-
-
 async def test_invalidate_and_regenerate_replicate(cluster: NodeFactory) -> None:
     a, b = await cluster("a", send_options=6), await cluster("b", send_options=6)
     await until_members([a, b], 1)
@@ -253,23 +216,6 @@ async def test_listeners_hear_remote_changes(cluster: NodeFactory) -> None:
     await until_members([a, b], 1)
     await a.request("POST", "/update", None, json={"user": "alice"})
     assert [(e.name, e.value, e.remote) for e in heard] == [("user", "alice", True)]
-
-
-async def test_a_lost_delta_is_repaired(cluster: NodeFactory) -> None:
-    a, b = await cluster("a"), await cluster("b")
-    await until_members([a, b], 1)
-    cookie = cookie_of(await a.request("POST", "/update", None, json={"v": 1}))
-    token = cookie.split(".")[0]
-    assert await eventually(lambda: b.manager.store.get(token) is not None)
-    # Lose one delta: a writes while its channel has no members to send to.
-    members = a.manager.channel.table
-    saved = members._states.copy()
-    members._states.clear()
-    await a.request("POST", "/update", cookie, json={"v": 2, "lost": True})
-    members._states.update(saved)
-    await a.request("POST", "/update", cookie, json={"v": 3})  # b sees a gap in the numbers
-    assert await eventually(lambda: b.manager.store.buckets == a.manager.store.buckets, timeout=10)
-    assert (await b.request("GET", "/", cookie)).json() == {"v": 3, "lost": True}
 
 
 async def test_status_json_shows_members_and_traffic(cluster: NodeFactory) -> None:
