@@ -96,6 +96,7 @@ class _AppSettings:
     refresh: bool
 
     def cookie(self, max_age: int | None) -> SessionCookie:
+        """The session cookie with these attributes (``max_age=None``: a browser-session one)."""
         return SessionCookie(
             self.name,
             max_age=max_age,
