@@ -38,16 +38,15 @@ class SessionIds:
     """Makes and checks session ids for one node.
 
     ``secret``: when set, tokens carry an HMAC tag and unsigned or forged ones are
-    refused. ``route``: this node's ``jvm_route``, appended as ``.<route>``.
+    refused (``bytes`` as well as ``str``: Flask's ``secret_key`` may be either).
+    ``route``: this node's ``jvm_route``, appended as ``.<route>``.
     """
 
-    def __init__(self, secret: str | None, route: str | None) -> None:
+    def __init__(self, secret: str | bytes | None, route: str | None) -> None:
         self.route = route or None
-        self._key = (
-            hmac.new(secret.encode("utf-8"), _KEY_LABEL, hashlib.sha256).digest()
-            if secret
-            else None
-        )
+        if isinstance(secret, str):
+            secret = secret.encode("utf-8")
+        self._key = hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest() if secret else None
         self._token_chars = _PART_CHARS * (2 if self._key else 1)
         # Tokens whose tag verified: a returning client skips the HMAC. Only
         # verified tokens enter, so a hit is as good as a check.

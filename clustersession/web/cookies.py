@@ -11,11 +11,16 @@ from typing import Literal
 
 SameSite = Literal["lax", "strict", "none"]
 
-_CLEARED = "expires=Thu, 01 Jan 1970 00:00:00 GMT; "
+_CLEARED = "expires=Thu, 01 Jan 1970 00:00:00 GMT"
 
 
 class SessionCookie:
-    """The cookie's name and attributes, as Starlette's middleware takes them."""
+    """The cookie's name and attributes, as Starlette's middleware takes them.
+
+    ``httponly=False`` and ``same_site=None`` (no SameSite attribute) are not
+    Starlette's: they let frameworks whose settings allow them (Flask's
+    ``SESSION_COOKIE_HTTPONLY``/``SAMESITE``) write their own cookie here.
+    """
 
     def __init__(
         self,
@@ -23,22 +28,28 @@ class SessionCookie:
         *,
         max_age: int | None = 14 * 24 * 60 * 60,
         path: str = "/",
-        same_site: SameSite = "lax",
+        same_site: SameSite | None = "lax",
         https_only: bool = False,
         domain: str | None = None,
         partitioned: bool = False,
+        httponly: bool = True,
     ) -> None:
         self.name = name
         self.max_age = max_age
         self.path = path
-        flags = "httponly; samesite=" + same_site
+        # Starlette's order: httponly; samesite; secure; domain; partitioned.
+        flags: list[str] = []
+        if httponly:
+            flags.append("httponly")
+        if same_site is not None:
+            flags.append("samesite=" + same_site)
         if https_only:  # browsers only send a Secure cookie over HTTPS
-            flags += "; secure"
+            flags.append("secure")
         if domain is not None:
-            flags += f"; domain={domain}"
+            flags.append(f"domain={domain}")
         if partitioned:
-            flags += "; partitioned"
-        self._flags = flags
+            flags.append("partitioned")
+        self._flags = "".join("; " + flag for flag in flags)
         self._name_bytes = name.encode("latin-1")
 
     def read(self, headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -59,8 +70,8 @@ class SessionCookie:
 
     def set_header(self, value: str) -> str:
         """A ``Set-Cookie`` value that stores ``value``."""
-        max_age = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
-        return f"{self.name}={value}; path={self.path}; {max_age}{self._flags}"
+        max_age = f"; Max-Age={self.max_age}" if self.max_age is not None else ""
+        return f"{self.name}={value}; path={self.path}{max_age}{self._flags}"
 
     def clear_header(self) -> str:
         """A ``Set-Cookie`` value that deletes the cookie."""

@@ -55,7 +55,9 @@ class SessionFront:
     """Cookie in, session out, changes collected: framework-neutral.
 
     ``idle_timeout`` is the idle timeout of new sessions; ``expire_at_once``
-    keeps nothing beyond the request (Starlette's ``max_age <= 0``).
+    keeps nothing beyond the request (Starlette's ``max_age <= 0``);
+    ``session_class`` is what :meth:`open` builds (a framework may need its own
+    subclass, as Flask's ``SessionMixin``).
     """
 
     def __init__(
@@ -66,11 +68,13 @@ class SessionFront:
         *,
         idle_timeout: int,
         expire_at_once: bool = False,
+        session_class: type[Session] = Session,
     ) -> None:
         self.ids = ids
         self.cookie = cookie
         self.idle_timeout = idle_timeout
         self.expire_at_once = expire_at_once
+        self.session_class = session_class
         valves = config.valves
         # ReplicationValve's filter: requests whose path matches never replicate.
         self._filter = re.compile(valves.replication.filter) if valves.replication.filter else None
@@ -145,7 +149,7 @@ class SessionFront:
                 if opened.rerouted and self.original_id_key:
                     original_id = cookie_value  # JvmRouteBinderValve's original id
         record = opened.record if opened is not None else None
-        session = Session(
+        session = self.session_class(
             self.ids,
             record,
             default_max_inactive_interval=self.idle_timeout,
@@ -158,18 +162,27 @@ class SessionFront:
         session.retired = opened is not None and opened.retired
         return Opening(session, original_id)
 
-    def cookie_action(self, session: Session) -> CookieAction | None:
-        """What the response's headers need (``None``: the session was not used)."""
-        if not session.accessed and not session.cookie_stale:
+    def cookie_action(
+        self, session: Session, *, cookie: SessionCookie | None = None, refresh: bool = False
+    ) -> CookieAction | None:
+        """What the response's headers need (``None``: the session was not used).
+
+        ``cookie`` replaces :attr:`cookie` for this response (Flask gives permanent
+        sessions a Max-Age and others none); ``refresh`` sends a live session's
+        cookie again though nothing changed, so its Max-Age starts over (Flask's
+        ``SESSION_REFRESH_EACH_REQUEST``).
+        """
+        resend = session.cookie_stale or refresh
+        if not session.accessed and not resend:
             return None
         if session.retired and not session.was_invalidated:
             return CookieAction()  # a retired id: no new cookie either
-        if not session.modified and not session.cookie_stale:
+        if not session.modified and not resend:
             return CookieAction()
         if session:
-            return CookieAction(self.cookie.set_header(session.id))
+            return CookieAction((cookie or self.cookie).set_header(session.id))
         if session.existed:
-            return CookieAction(self.cookie.clear_header())
+            return CookieAction((cookie or self.cookie).clear_header())
         return CookieAction()
 
     def commit(self, session: Session, path: str, *, now: float) -> Commit | None:

@@ -1,8 +1,9 @@
 """The floors of the package hold: the import-linter contracts in pyproject.toml pass.
 
 They state that imports only point down (web -> sessions -> channel -> config),
-that the web floor reaches managers only through the ``Manager`` protocol, and
-that the channel knows nothing of sessions or HTTP.
+that the web floor reaches managers only through the ``Manager`` protocol, that
+the channel knows nothing of sessions or HTTP, and that only the Flask adapter
+imports flask.
 """
 
 from __future__ import annotations
