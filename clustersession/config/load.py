@@ -21,7 +21,7 @@ from .env import CONFIG_VARIABLE, env_values
 from .safe_xml import is_inline
 from .schema import ENV_PREFIX, Raw, env_name
 from .tomcat_xml import server_xml_values
-from .toml_file import read_toml
+from .toml_file import read_toml, toml_values
 from .web_xml import web_xml_values
 
 log = logging.getLogger("clustersession.config")
@@ -65,6 +65,22 @@ class ClusterConfig(BaseClusterConfig):
         values = read_toml(name)
         _warn_ignored_config_variable(env, name)
         return _build_with_env(cls, values, env, origin=name)
+
+    @classmethod
+    def from_mapping(
+        cls,
+        data: Mapping[str, object],
+        *,
+        origin: str = "a mapping",
+        environ: Mapping[str, str] | None = None,
+    ) -> ClusterConfig:
+        """Build from a nested mapping in the TOML file's shape, then apply the variables.
+
+        For frameworks that keep settings in code (Django's ``settings.CLUSTERSESSION``);
+        ``origin`` names the mapping in errors, as a file name would.
+        """
+        env = _resolve_environ(environ)
+        return _build_with_env(cls, toml_values(data, origin), env, origin=origin)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterConfig:

@@ -96,5 +96,8 @@ class Manager(Protocol):
     async def commit(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> object:
         """Apply a request's changes (and replicate them, unless ``replicate`` is false)."""
 
+    def sweep(self) -> int:
+        """Destroy the sessions expired now (the background sweep's work); return how many."""
+
     def view(self) -> ClusterView:
         """The numbers and members the status page shows."""

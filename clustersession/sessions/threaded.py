@@ -157,6 +157,11 @@ class ManagerThread:
         manager = self.start()
         self.run(manager.commit(list(deltas), replicate=replicate))
 
+    def sweep(self) -> int:
+        """``Manager.sweep`` on the loop thread: expire now what the next sweep would."""
+        manager = self.start()
+        return self.call(manager.sweep)
+
     def view(self) -> ClusterView:
         """``Manager.view`` on the loop thread."""
         manager = self.start()
