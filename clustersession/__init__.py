@@ -1,9 +1,9 @@
-"""clustersession: Tomcat-style session clustering for Starlette and FastAPI.
+"""clustersession: Tomcat-style session clustering for Python web apps.
 
-Three floors, imports pointing down only: :mod:`clustersession.web` (the ASGI
-middleware), :mod:`clustersession.sessions` (sessions and their managers),
-:mod:`clustersession.channel` (the group channel, later); and
-:mod:`clustersession.config`, used by all of them.
+Floors, imports pointing down only: :mod:`clustersession.web` (the adapters:
+ASGI middleware, WSGI middleware, Flask and Django), :mod:`clustersession.sessions`
+(sessions and their managers), :mod:`clustersession.channel` (the group channel);
+and :mod:`clustersession.config`, used by all of them.
 """
 
 from .config import ClusterConfig, ConfigError

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from starlette.datastructures import MutableHeaders, Secret
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..config import ClusterConfig
+from ..sessions.ids import SessionIds
 from ..sessions.listeners import SessionListener
 from ..sessions.manager import Manager
 from ..sessions.managers import manager_for
 from ..sessions.session import Session
-from .cookies import SameSite
-from .front import CookieAction, SessionFront
-from .status import StatusPage
+from .adapter import SessionAdapter
+from .cookies import SessionCookie
+from .front import CookieAction
 
 
-class ClusterSessionMiddleware:
+class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
     """Server-side ``request.session`` for Starlette and FastAPI apps.
 
     A drop-in for ``starlette.middleware.sessions.SessionMiddleware``: it takes the
@@ -46,46 +46,24 @@ class ClusterSessionMiddleware:
     for apps that show the cluster.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        secret_key: str | Secret | None = None,
-        session_cookie: str = "session",
-        max_age: int | None = 14 * 24 * 60 * 60,  # 14 days, in seconds
-        path: str = "/",
-        same_site: SameSite = "lax",
-        https_only: bool = False,
-        domain: str | None = None,
-        partitioned: bool = False,
-        *,
-        config: ClusterConfig | None = None,
-        listeners: Sequence[SessionListener] = (),
-    ) -> None:
-        if secret_key is None and config is None:
-            raise TypeError("ClusterSessionMiddleware needs secret_key=... or config=...")
-        self.app = app
-        self.config = config if config is not None else ClusterConfig()
-        self.front = SessionFront.from_arguments(
-            secret_key=None if secret_key is None else str(secret_key),
-            session_cookie=session_cookie,
-            max_age=max_age,
-            path=path,
-            same_site=same_site,
-            https_only=https_only,
-            domain=domain,
-            partitioned=partitioned,
-            config=config,
-        )
-        self.ids = self.front.ids
-        self.cookie = self.front.cookie
-        self.max_inactive_interval = self.front.idle_timeout
+    def _build_manager(self, listeners: Sequence[SessionListener]) -> Manager:
         # With web.xml's <distributable/>, every session on every node.
-        self.manager: Manager = manager_for(
-            self.config, listeners=listeners, idle_timeout=self.max_inactive_interval
-        )
-        limited = self.config.manager.max_active_sessions >= 0
-        self._may_create = self.manager.may_create if limited else None
-        self.status = StatusPage(self.config.valves.status, self.manager, self.config.jvm_route)
+        return manager_for(self.config, listeners=listeners, idle_timeout=self.front.idle_timeout)
+
+    @property
+    def ids(self) -> SessionIds:
+        """The session ids' signer (``token.jvm_route``)."""
+        return self.front.ids
+
+    @property
+    def cookie(self) -> SessionCookie:
+        """The session cookie's name and attributes."""
+        return self.front.cookie
+
+    @property
+    def max_inactive_interval(self) -> int:
+        """The idle timeout of new sessions, in seconds."""
+        return self.front.idle_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

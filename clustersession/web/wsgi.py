@@ -18,14 +18,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
-from ..config import ClusterConfig
 from ..sessions.listeners import SessionListener
 from ..sessions.managers import manager_for
 from ..sessions.session import Session
 from ..sessions.threaded import ManagerThread
-from .cookies import SameSite
-from .front import CookieAction, SessionFront
-from .status import StatusPage
+from .adapter import SessionAdapter
+from .front import CookieAction
 
 ENVIRON_KEY = "clustersession.session"
 """Where the session is in ``environ``."""
@@ -46,7 +44,7 @@ class StartResponse(Protocol):
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class ClusterSessionWSGIMiddleware:
+class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
     """Server-side, optionally replicated sessions for a WSGI app.
 
     Arguments and defaults are those of Starlette's ``SessionMiddleware`` (and of
@@ -54,43 +52,9 @@ class ClusterSessionWSGIMiddleware:
     ``config.distributable`` the sessions are replicated to every member.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        secret_key: str | None = None,
-        session_cookie: str = "session",
-        max_age: int | None = 14 * 24 * 60 * 60,
-        path: str = "/",
-        same_site: SameSite = "lax",
-        https_only: bool = False,
-        domain: str | None = None,
-        partitioned: bool = False,
-        *,
-        config: ClusterConfig | None = None,
-        listeners: Sequence[SessionListener] = (),
-    ) -> None:
-        if secret_key is None and config is None:
-            raise TypeError("ClusterSessionWSGIMiddleware needs secret_key=... or config=...")
-        self.app = app
-        self.config = config if config is not None else ClusterConfig()
-        self.front = SessionFront.from_arguments(
-            secret_key=secret_key,
-            session_cookie=session_cookie,
-            max_age=max_age,
-            path=path,
-            same_site=same_site,
-            https_only=https_only,
-            domain=domain,
-            partitioned=partitioned,
-            config=config,
-        )
+    def _build_manager(self, listeners: Sequence[SessionListener]) -> ManagerThread:
         settings, idle = self.config, self.front.idle_timeout
-        self.manager = ManagerThread(
-            lambda: manager_for(settings, listeners=listeners, idle_timeout=idle)
-        )
-        limited = self.config.manager.max_active_sessions >= 0
-        self._may_create = self.manager.may_create if limited else None
-        self.status = StatusPage(self.config.valves.status, self.manager, self.config.jvm_route)
+        return ManagerThread(lambda: manager_for(settings, listeners=listeners, idle_timeout=idle))
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         manager = self.manager

@@ -1,0 +1,84 @@
+"""``SessionAdapter``: what both middlewares take and build from it.
+
+The ASGI and WSGI middlewares take Starlette's ``SessionMiddleware`` arguments
+with its defaults, plus ``config`` and ``listeners``; from them each builds the
+same :class:`~.front.SessionFront`, a manager (its own kind: the manager itself
+on ASGI, a :class:`~clustersession.sessions.threaded.ManagerThread` on WSGI) and
+the status page. This base holds that once; subclasses say how the manager runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
+
+from starlette.datastructures import Secret
+
+from ..config import ClusterConfig
+from ..sessions.listeners import SessionListener
+from ..sessions.manager import ClusterView
+from .cookies import SameSite
+from .front import SessionFront
+from .status import StatusPage
+
+
+class AdapterManager(Protocol):
+    """What the adapter base needs of a manager, however it runs."""
+
+    def may_create(self) -> bool:
+        """Whether a request may start a session (``manager.max_active_sessions``)."""
+
+    def view(self) -> ClusterView:
+        """What the status page shows."""
+
+
+App = TypeVar("App")
+M = TypeVar("M", bound=AdapterManager)
+
+
+class SessionAdapter(Generic[App, M]):
+    """Starlette's ``SessionMiddleware`` arguments in; front, manager and status page out.
+
+    Without ``config`` the app runs one node and ``max_age`` is also the idle
+    timeout; with it, the idle timeout is ``config.manager.max_inactive_interval``,
+    the route ``config.jvm_route``, and ``secret_key`` defaults to ``config.secret``.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        secret_key: str | Secret | None = None,
+        session_cookie: str = "session",
+        max_age: int | None = 14 * 24 * 60 * 60,  # 14 days, in seconds
+        path: str = "/",
+        same_site: SameSite = "lax",
+        https_only: bool = False,
+        domain: str | None = None,
+        partitioned: bool = False,
+        *,
+        config: ClusterConfig | None = None,
+        listeners: Sequence[SessionListener] = (),
+    ) -> None:
+        if secret_key is None and config is None:
+            raise TypeError(f"{type(self).__name__} needs secret_key=... or config=...")
+        self.app = app
+        self.config = config if config is not None else ClusterConfig()
+        self.front = SessionFront.from_arguments(
+            secret_key=None if secret_key is None else str(secret_key),
+            session_cookie=session_cookie,
+            max_age=max_age,
+            path=path,
+            same_site=same_site,
+            https_only=https_only,
+            domain=domain,
+            partitioned=partitioned,
+            config=config,
+        )
+        self.manager: M = self._build_manager(listeners)
+        limited = self.config.manager.max_active_sessions >= 0
+        self._may_create = self.manager.may_create if limited else None
+        self.status = StatusPage(self.config.valves.status, self.manager, self.config.jvm_route)
+
+    def _build_manager(self, listeners: Sequence[SessionListener]) -> M:
+        """The manager, as this server interface runs it."""
+        raise NotImplementedError
