@@ -8,6 +8,7 @@ from starlette.datastructures import MutableHeaders, Secret
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import ClusterConfig
+from ..deploy import FarmDeployer
 from ..sessions.listeners import SessionListener
 from ..sessions.manager import Manager
 from ..sessions.managers import manager_for
@@ -86,6 +87,7 @@ class ClusterSessionMiddleware:
         limited = self.config.manager.max_active_sessions >= 0
         self._may_create = self.manager.may_create if limited else None
         self.status = StatusPage(self.config.valves.status, self.manager, self.config.jvm_route)
+        self.farm: FarmDeployer | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -97,7 +99,7 @@ class ClusterSessionMiddleware:
             return
 
         if not self.manager.started:
-            await self.manager.start()
+            await self._start()
         if kind == "http" and self.status.matches(scope["path"]):
             await self.status(scope, receive, send)
             return
@@ -137,17 +139,32 @@ class ClusterSessionMiddleware:
         if commit is not None:
             await self.manager.commit(commit.deltas, replicate=commit.replicate)
 
+    async def _start(self) -> None:
+        """Start the manager, then the farm deployer when ``[deployer]`` is configured.
+
+        The deployer shares the manager's channel (one per process; its payloads
+        are marked as an application's, see ``channel.application``); a manager
+        without one (not distributable) leaves the deployer to make its own.
+        """
+        await self.manager.start()
+        if self.config.deployer.enabled and self.farm is None:
+            shared = getattr(self.manager, "channel", None)  # DeltaManager's channel
+            self.farm = FarmDeployer(self.config, channel=shared)
+            await self.farm.start()
+
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start the manager before the app's startup, stop it after its shutdown."""
 
         async def receive_wrapper() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self.manager.start()
+                await self._start()
             return message
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                if self.farm is not None:
+                    await self.farm.stop()
                 await self.manager.stop()
             await send(message)
 
