@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from ..config import ClusterConfig
 from . import options as send_options
 from .api import ChannelStats, MembershipListener, MessageListener
+from .application import TOOL_ROUTE
 from .coordinator import Coordinator
 from .interceptors.base import ChannelMessage, Interceptor
 from .interceptors.dispatch import DispatchInterceptor
@@ -64,11 +65,12 @@ class GroupChannel:
     """A member of a group: sends to members, receives from them, tracks membership.
 
     ``config`` is the cluster configuration (membership, receiver, sender and
-    interceptor sections, ``secret``, ``jvm_route``). Without a ``secret`` the
+    interceptor sections, ``secret``, ``jvm_route``). ``tool=True`` makes it a
+    tool member (see :mod:`.application`): it announces no route. Without a ``secret`` the
     channel refuses to start unless ``config.allow_insecure`` is true.
     """
 
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, *, tool: bool = False) -> None:
         self.config = config
         self.keys = Keys(config.secret, encrypt="encrypt" in config.interceptors.order)
         self._tasks = BackgroundTasks(logger)
@@ -80,7 +82,9 @@ class GroupChannel:
             on_lost=lambda member, reason: self.membership.connection_lost(member, reason),
             tasks=self._tasks,
         )
-        self.membership = MembershipService(config, self.pool, tasks=self._tasks, log=log)
+        self.membership = MembershipService(
+            config, self.pool, tasks=self._tasks, log=log, route=TOOL_ROUTE if tool else None
+        )
         self.coordinator = Coordinator(config, self.keys, self.pool, self.membership, log=log)
         self.dispatch = DispatchInterceptor(config.interceptors.dispatch)
         self._listeners: list[MessageListener] = []

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from ..config import ClusterConfig
 from . import options as send_options
 from .api import Channel, ChannelStats, MembershipListener, MessageListener, PeerTraffic
+from .application import TOOL_ROUTE
 from .errors import ChannelError, RemoteProcessError
 from .interceptors.base import ChannelMessage
 from .member import Member
@@ -113,14 +114,16 @@ class InMemoryChannel:
     network's seed; its host is ``"memory"`` and its port its creation index.
     """
 
-    def __init__(self, network: InMemoryNetwork, config: ClusterConfig, index: int) -> None:
+    def __init__(
+        self, network: InMemoryNetwork, config: ClusterConfig, index: int, *, tool: bool = False
+    ) -> None:
         self.config = config
         self._network = network
         self._local = Member(
             network.rng.randbytes(16),
             "memory",
             index,
-            config.jvm_route,
+            TOOL_ROUTE if tool else config.jvm_route,
             config.membership.domain,
             0.0,
         )
@@ -302,9 +305,10 @@ class InMemoryNetwork:
 
     # -- making and breaking ---------------------------------------------------------
 
-    def channel(self, config: ClusterConfig) -> InMemoryChannel:
-        """A new channel on this network (not started) for ``config``'s route and domain."""
-        made = InMemoryChannel(self, config, len(self._channels) + 1)
+    def channel(self, config: ClusterConfig, *, tool: bool = False) -> InMemoryChannel:
+        """A new channel on this network (not started) for ``config``'s route and domain
+        (``tool=True``: a tool member's, see :mod:`.application`)."""
+        made = InMemoryChannel(self, config, len(self._channels) + 1, tool=tool)
         self._channels.append(made)
         return made
 

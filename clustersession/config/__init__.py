@@ -13,6 +13,7 @@ from .cluster import default_jvm_route
 from .errors import ConfigError
 from .load import ClusterConfig
 from .sections import (
+    DeployerConfig,
     DispatchConfig,
     EncryptConfig,
     FailureDetectorConfig,
@@ -29,6 +30,7 @@ from .sections import (
 __all__ = [
     "ClusterConfig",
     "ConfigError",
+    "DeployerConfig",
     "DispatchConfig",
     "EncryptConfig",
     "FailureDetectorConfig",

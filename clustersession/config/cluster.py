@@ -17,6 +17,7 @@ from typing import Any, Final, Self
 from .checks import check_bool, check_str
 from .errors import ConfigError
 from .sections import (
+    DeployerConfig,
     InterceptorsConfig,
     ManagerConfig,
     MembershipConfig,
@@ -37,6 +38,7 @@ _SECTIONS: Final = (
     ("interceptors", InterceptorsConfig),
     ("manager", ManagerConfig),
     ("valves", ValvesConfig),
+    ("deployer", DeployerConfig),
 )
 
 
@@ -72,6 +74,7 @@ class BaseClusterConfig:
     interceptors: InterceptorsConfig = field(default_factory=InterceptorsConfig)
     manager: ManagerConfig = field(default_factory=ManagerConfig)
     valves: ValvesConfig = field(default_factory=ValvesConfig)
+    deployer: DeployerConfig = field(default_factory=DeployerConfig)
 
     def __post_init__(self) -> None:
         check_bool("distributable", self.distributable)

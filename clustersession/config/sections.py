@@ -453,6 +453,56 @@ class ValvesConfig:
                 )
 
 
+GiB: Final = 1024 * MiB
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeployerConfig:
+    """The farm deployer (Tomcat ``<Deployer>``, FarmWarDeployer): files pushed to every node.
+
+    The deployer runs when ``deploy_dir`` is set: received artifacts are written
+    to ``temp_dir`` (default: the system's temporary directory), checked, and
+    moved into ``deploy_dir``. With ``watch_enabled``, files in ``watch_dir``
+    are deployed to (and, removed, undeployed from) every member; the directory
+    is checked every ``process_deploy_frequency`` seconds (Tomcat counts
+    background-process runs, 10 s apart by default; ours run every second).
+    ``on_deploy`` / ``on_undeploy`` (ours) are commands run once per host after
+    a change, with the artifact's path as last argument; ``max_artifact_size``
+    (ours) refuses larger artifacts before a byte is written.
+    """
+
+    temp_dir: str | None = None
+    deploy_dir: str | None = None
+    watch_dir: str | None = None
+    watch_enabled: bool = False
+    process_deploy_frequency: int = 2
+    on_deploy: str | None = None
+    on_undeploy: str | None = None
+    max_artifact_size: int = GiB
+
+    def __post_init__(self) -> None:
+        p = "deployer."
+        for name in ("temp_dir", "deploy_dir", "watch_dir", "on_deploy", "on_undeploy"):
+            value = getattr(self, name)
+            if value is not None and not check_str(p + name, value):
+                raise ConfigError(p + name, value, "is empty", "a non-empty string, or unset")
+        check_bool(p + "watch_enabled", self.watch_enabled)
+        check_int(p + "process_deploy_frequency", self.process_deploy_frequency, minimum=1)
+        check_int(p + "max_artifact_size", self.max_artifact_size, minimum=1)
+        if self.watch_enabled and (self.watch_dir is None or self.deploy_dir is None):
+            raise ConfigError(
+                p + "watch_enabled",
+                self.watch_enabled,
+                "is true but watch_dir or deploy_dir is not set",
+                "set deployer.watch_dir and deployer.deploy_dir, or watch_enabled = false",
+            )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this node runs a deployer (``deploy_dir`` is set)."""
+        return self.deploy_dir is not None
+
+
 #: Unit of every setting that has one, by dotted path: "ms" and "s" for durations,
 #: "bytes" for sizes (loaders also accept a KiB/MiB/GiB suffix for those).
 UNITS: Final[dict[str, str]] = {
@@ -472,4 +522,6 @@ UNITS: Final[dict[str, str]] = {
     "manager.expiry_sweep_interval": "s",
     "manager.state_transfer_timeout": "s",
     "manager.send_all_sessions_wait_time": "ms",
+    "deployer.process_deploy_frequency": "s",
+    "deployer.max_artifact_size": "bytes",
 }

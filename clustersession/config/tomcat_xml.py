@@ -202,6 +202,18 @@ UNSUPPORTED_INTERCEPTORS: Final = {
     "NonBlockingCoordinator": "not for session replication (Tomcat's docs)",
     "SimpleCoordinator": "not for session replication (Tomcat's docs)",
 }
+# <Deployer className="...ha.deploy.FarmWarDeployer">: the farm deployer ([deployer]).
+DEPLOYER_ATTRS: Final = {
+    "tempDir": "deployer.temp_dir",
+    "deployDir": "deployer.deploy_dir",
+    "watchDir": "deployer.watch_dir",
+    "watchEnabled": "deployer.watch_enabled",
+    "processDeployFrequency": "deployer.process_deploy_frequency",
+}
+DEPLOYER_REASONS: Final = {
+    "maxValidTime": "a transfer fails when its sender goes, not after a fixed time",
+}
+
 VALVE_ATTRS: Final = {
     "ReplicationValve": {
         "filter": "valves.replication.filter",
@@ -388,11 +400,8 @@ class _ServerXml:
                 if valve:
                     valves.append(valve)
             elif tag == "Deployer":
-                self.element(
-                    child,
-                    "the FarmWarDeployer is not supported (no WAR deployment in Python, and it "
-                    "lets any peer deploy code)",
-                )
+                self.check_class(child, HA + "deploy.FarmWarDeployer", "FarmWarDeployer")
+                self.attrs(child, DEPLOYER_ATTRS, DEPLOYER_REASONS)
             elif tag == "ClusterListener":
                 self._listener(child)
             else:

@@ -15,6 +15,7 @@ import contextlib
 import random
 
 from ..channel import ChannelError, Member
+from ..channel.application import nodes
 from .change import Change, snapshot
 from .chunks import chunked, send_acknowledged
 from .context import ReplicationContext
@@ -40,7 +41,7 @@ class AntiEntropy:
         """A digest exchange with a random member every ``INTERVAL`` (randomised)."""
         while True:
             await asyncio.sleep(INTERVAL * random.uniform(0.5, 1.5))
-            members = self.channel.members
+            members = nodes(self.channel.members)  # a tool member holds no sessions
             if members and self.synced:
                 await self.exchange(random.choice(members))
 

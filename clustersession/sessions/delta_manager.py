@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 from ..channel import Channel, ChannelMessage, GroupChannel, Member
 from ..channel import options as send_options
+from ..channel.application import is_application_payload
 from ..channel.tasks import BackgroundTasks
 from ..config import ClusterConfig
 from .anti_entropy import AntiEntropy
@@ -195,6 +196,8 @@ class DeltaManager(StampedStore):
     # -- receiving -----------------------------------------------------------------
 
     async def _received(self, message: ChannelMessage) -> None:
+        if is_application_payload(message.payload):
+            return  # another user of the shared channel (the farm deployer), not ours
         try:
             decoded = decode(message.payload)
         except WireError as exc:

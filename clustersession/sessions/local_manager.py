@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from ..channel import Channel
 from .manager import ClusterView, Opened
 from .stamped_store import StampedStore
 
 
 class LocalManager(StampedStore):
     """Sessions of one node, nothing replicated: the stamped store and the web floor's answers."""
+
+    channel: Channel | None = None
+    """No channel: nothing is replicated."""
 
     def open(self, token: str) -> Opened:
         """The live session ``token`` names, or whether its id is retired."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..channel import ChannelStats, Member
+from ..channel import Channel, ChannelStats, Member
 from .record import SessionDelta, SessionRecord
 
 
@@ -80,6 +80,13 @@ class Manager(Protocol):
     @property
     def started(self) -> bool:
         """Whether background work runs (an adapter starts the manager if not)."""
+
+    @property
+    def channel(self) -> Channel | None:
+        """The channel the sessions replicate over (``None``: one node).
+
+        Other users of the process's one channel (the farm deployer) share it.
+        """
 
     async def start(self) -> None:
         """Start background work; a replicating manager joins its cluster first."""

@@ -14,6 +14,7 @@ import secrets
 import time
 
 from ..channel import ChannelError, Member
+from ..channel.application import nodes
 from .change import snapshot
 from .chunks import chunked, send_acknowledged
 from .context import ReplicationContext
@@ -42,13 +43,14 @@ class StateTransfer:
             return
         wait = MEMBER_WAIT * self.config.membership.frequency / 1000 + 1.0
         deadline = time.monotonic() + wait
-        while not self.channel.members and time.monotonic() < deadline:
+        # Tool members (the clustersession command) hold no sessions: never ask them.
+        while not nodes(self.channel.members) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # membership settles within two heartbeats
-        if not self.channel.members:
+        if not nodes(self.channel.members):
             logger.info("no other member: this is the first node, starting at once")
             return
         limit = None if timeout < 0 else float(timeout)
-        for member in self.channel.members:  # oldest first
+        for member in nodes(self.channel.members):  # oldest first
             try:
                 count = await asyncio.wait_for(self._fetch(member), limit)
             except (TimeoutError, ChannelError) as exc:

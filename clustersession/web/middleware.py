@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..deploy import FarmDeployer
 from ..sessions.ids import SessionIds
 from ..sessions.listeners import SessionListener
 from ..sessions.manager import Manager
@@ -46,6 +47,9 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
     for apps that show the cluster.
     """
 
+    farm: FarmDeployer | None = None
+    """The farm deployer, when ``[deployer]`` is configured (started with the manager)."""
+
     def _build_manager(self, listeners: Sequence[SessionListener]) -> Manager:
         # With web.xml's <distributable/>, every session on every node.
         return manager_for(self.config, listeners=listeners, idle_timeout=self.front.idle_timeout)
@@ -75,7 +79,7 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
             return
 
         if not self.manager.started:
-            await self.manager.start()
+            await self._start()
         if kind == "http" and self.status.matches(scope["path"]):
             await self.status(scope, receive, send)
             return
@@ -115,17 +119,31 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         if commit is not None:
             await self.manager.commit(commit.deltas, replicate=commit.replicate)
 
+    async def _start(self) -> None:
+        """Start the manager, then the farm deployer when ``[deployer]`` is configured.
+
+        The deployer shares the manager's channel (one per process; its payloads
+        are marked as an application's, see ``channel.application``); a manager
+        without one (not distributable) leaves the deployer to make its own.
+        """
+        await self.manager.start()
+        if self.config.deployer.enabled and self.farm is None:
+            self.farm = FarmDeployer(self.config, channel=self.manager.channel)
+            await self.farm.start()
+
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start the manager before the app's startup, stop it after its shutdown."""
 
         async def receive_wrapper() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self.manager.start()
+                await self._start()
             return message
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                if self.farm is not None:
+                    await self.farm.stop()
                 await self.manager.stop()
             await send(message)
 

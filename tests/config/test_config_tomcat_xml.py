@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clustersession.config import ClusterConfig, ConfigError
+from clustersession.config import ClusterConfig, ConfigError, DeployerConfig
 
 SEED = Path(__file__).parents[1] / "fixtures" / "server.xml"
 SECRET = "0123456789abcdef-secret"
@@ -60,11 +60,19 @@ def test_seed_every_value_is_reflected(seed_warnings: tuple[ClusterConfig, str])
     # <Valve ReplicationValve filter=""/> and <Valve JvmRouteBinderValve/>
     assert config.valves.replication.filter == ""
     assert config.valves.route_binder.enabled is True
+    # <Deployer FarmWarDeployer tempDir deployDir watchDir watchEnabled="false">
+    assert config.deployer == DeployerConfig(
+        temp_dir="/tmp/war-temp/",
+        deploy_dir="/tmp/war-deploy/",
+        watch_dir="/tmp/war-listen/",
+        watch_enabled=False,
+    )
     # Nothing else differs from the defaults.
     expected = ClusterConfig(
         distributable=True,
         jvm_route="node1",
         receiver=ClusterConfig().receiver.__class__(address="localhost"),
+        deployer=config.deployer,
     )
     assert config == expected
 
@@ -73,11 +81,16 @@ def test_seed_unsupported_parts_are_warned(seed_warnings: tuple[ClusterConfig, s
     _, text = seed_warnings
     assert 'selectorTimeout="5000"' in text
     assert 'maxThreads="6"' in text
-    assert "FarmWarDeployer" in text
-    for attr in ("tempDir", "deployDir", "watchDir", "watchEnabled"):
-        assert attr in text
-    # Supported or built-in parts are not warned about.
-    for quiet in ("ClusterSessionListener", "autoBind", "dropTime", "Connector", "shutdown"):
+    # Supported or built-in parts are not warned about (the Deployer is honoured).
+    for quiet in (
+        "ClusterSessionListener",
+        "autoBind",
+        "dropTime",
+        "Connector",
+        "shutdown",
+        "FarmWarDeployer",
+        "deployDir",
+    ):
         assert quiet not in text
 
 
@@ -87,7 +100,7 @@ def test_seed_records_come_from_the_named_logger(caplog: pytest.LogCaptureFixtur
     names = {r.name for r in caplog.records}
     assert names == {"clustersession.config"}
     assert all(r.levelno == logging.WARNING for r in caplog.records)
-    assert len(caplog.records) == 3  # selectorTimeout, maxThreads, Deployer
+    assert len(caplog.records) == 2  # selectorTimeout, maxThreads
 
 
 def test_env_wins_over_server_xml() -> None:

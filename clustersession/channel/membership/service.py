@@ -48,12 +48,19 @@ class MembershipService:
         *,
         tasks: BackgroundTasks,
         log: RateLimitedLog,
+        route: str | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
         self.table = MemberTable()
+        # ``route`` overrides jvm_route for a tool member (channel.application.TOOL_ROUTE).
         self.local = Member(
-            new_member_id(), "", 0, config.jvm_route, config.membership.domain, time.time()
+            new_member_id(),
+            "",
+            0,
+            config.jvm_route if route is None else route,
+            config.membership.domain,
+            time.time(),
         )
         self.incarnation = 0
         ic = config.interceptors

@@ -1,0 +1,279 @@
+"""The farm deployer's protocol over the in-memory network (fast, no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from clustersession.channel import ChannelMessage
+from clustersession.channel.testing import InMemoryChannel, InMemoryNetwork
+from clustersession.config import ClusterConfig, DeployerConfig
+from clustersession.deploy import Entry, FarmClient, FarmDeployer
+from clustersession.deploy.transfer import FileSource, TransferError
+from clustersession.deploy.wire import Kind, Message, encode
+from clustersession.sessions.delta_manager import DeltaManager
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Farm:
+    network: InMemoryNetwork
+    root: Path
+    nodes: list[FarmDeployer]
+
+    def node_config(self, index: int, **deployer: object) -> ClusterConfig:
+        settings = {
+            "deploy_dir": str(self.root / f"node{index}" / "deploy"),
+            "temp_dir": str(self.root / f"node{index}" / "tmp"),
+            **deployer,
+        }
+        return ClusterConfig(
+            jvm_route=f"n{index}", allow_insecure=True, deployer=DeployerConfig(**settings)
+        )
+
+    async def add(self, index: int, **deployer: object) -> FarmDeployer:
+        config = self.node_config(index, **deployer)
+        node = FarmDeployer(config, channel=self.network.channel(config))
+        await node.channel.start()
+        await node.start()
+        await asyncio.wait_for(node.converged.wait(), 10)
+        self.nodes.append(node)
+        return node
+
+    async def tool(self) -> tuple[FarmClient, InMemoryChannel]:
+        channel = self.network.channel(ClusterConfig(allow_insecure=True), tool=True)
+        await channel.start()
+        return FarmClient(channel, timeout=10.0), channel
+
+
+@pytest.fixture
+async def farm(tmp_path: Path) -> AsyncIterator[Farm]:
+    made = Farm(InMemoryNetwork(seed=15), tmp_path, [])
+    yield made
+    for node in made.nodes:
+        await node.stop()
+
+
+def artifact(tmp_path: Path, name: str, size: int, seed: int = 0) -> Path:
+    path = tmp_path / "src" / name
+    path.parent.mkdir(exist_ok=True)
+    data = hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1)
+    path.write_bytes(data[:size])
+    return path
+
+
+def deployed(node: FarmDeployer, name: str) -> bytes | None:
+    path = node.store.deploy_dir / name
+    return path.read_bytes() if path.exists() else None
+
+
+def litter(node: FarmDeployer) -> list[Path]:
+    return [p for p in node.store.temp_dir.glob("*") if p.is_file()]
+
+
+async def test_deploy_reaches_every_node_in_chunks_and_skips_what_is_there(farm: Farm) -> None:
+    nodes = [await farm.add(i) for i in range(3)]
+    client, _ = await farm.tool()
+    src = artifact(farm.root, "app.whl", 1_300_000)  # 5 chunks of 256 KiB, the last short
+    outcome = await client.deploy(src, "app.whl", [n.channel.local for n in nodes])
+    assert outcome.ok and len(outcome.confirmed) == 3
+    assert set(outcome.details.values()) == {"deployed"}
+    for node in nodes:
+        assert deployed(node, "app.whl") == src.read_bytes()
+        assert litter(node) == []
+    again = await client.deploy(src, "app.whl", [n.channel.local for n in nodes])
+    assert set(again.details.values()) == {"already deployed"}
+    assert sum(n.deployed for n in nodes) == 3
+
+
+async def test_undeploy_removes_it_everywhere(farm: Farm) -> None:
+    nodes = [await farm.add(i) for i in range(2)]
+    client, _ = await farm.tool()
+    members = [n.channel.local for n in nodes]
+    await client.deploy(artifact(farm.root, "flags.json", 100), "flags.json", members)
+    outcome = await client.undeploy("flags.json", members)
+    assert outcome.ok and set(outcome.details.values()) == {"undeployed"}
+    assert all(deployed(n, "flags.json") is None for n in nodes)
+    listing = await client.list(members)
+    assert all(entries == [] for entries in listing.entries.values())
+
+
+async def test_a_late_joiner_fetches_what_it_lacks_and_removes_what_was_undeployed(
+    farm: Farm,
+) -> None:
+    first = await farm.add(0)
+    late = await farm.add(1)
+    client, _ = await farm.tool()
+    old = artifact(farm.root, "old.txt", 5000, seed=1)
+    await client.deploy(old, "old.txt", [first.channel.local, late.channel.local])
+    await late.stop()
+    await late.channel.stop()
+    farm.nodes.remove(late)
+    await client.undeploy("old.txt", [first.channel.local])
+    new = artifact(farm.root, "new.bin", 600_000, seed=2)
+    await client.deploy(new, "new.bin", [first.channel.local])
+    assert deployed(late, "old.txt") is not None  # it was away
+
+    back = await farm.add(1)  # same directories, a new member
+    assert deployed(back, "new.bin") == new.read_bytes()
+    assert deployed(back, "old.txt") is None
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a/b", "a\\b", ".hidden", "..", ""])
+async def test_hostile_names_are_refused_and_nothing_is_written(farm: Farm, name: str) -> None:
+    node = await farm.add(0)
+    client, _ = await farm.tool()
+    src = artifact(farm.root, "x", 10)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    answer = await client.endpoint.ask(
+        node.channel.local,
+        Message(Kind.ANNOUNCE, name=name, size=10, digest=digest, at=1.0),
+        10,
+    )
+    assert not answer.ok and answer.detail.startswith("refused")
+    assert sorted(p.name for p in node.store.deploy_dir.iterdir()) == [".clustersession-farm.lock"]
+    assert not (farm.root / "escape").exists()
+    assert node.refused == 1
+
+
+async def test_a_symlink_leading_out_of_deploy_dir_is_refused(farm: Farm) -> None:
+    node = await farm.add(0)
+    outside = farm.root / "outside.txt"
+    outside.write_text("precious")
+    (node.store.deploy_dir / "evil").symlink_to(outside)
+    client, _ = await farm.tool()
+    outcome = await client.deploy(artifact(farm.root, "evil", 10), "evil", [node.channel.local])
+    assert not outcome.ok and "leads out" in outcome.failed[node.channel.local]
+    assert outside.read_text() == "precious"
+    undo = await client.undeploy("evil", [node.channel.local])
+    assert not undo.ok and outside.read_text() == "precious"
+
+
+async def test_oversize_is_refused_before_writing(farm: Farm) -> None:
+    node = await farm.add(0, max_artifact_size=1000)
+    client, _ = await farm.tool()
+    outcome = await client.deploy(artifact(farm.root, "big", 2000), "big", [node.channel.local])
+    assert not outcome.ok and "max_artifact_size" in outcome.failed[node.channel.local]
+    assert deployed(node, "big") is None and litter(node) == []
+
+
+async def test_a_digest_mismatch_leaves_nothing(farm: Farm) -> None:
+    node = await farm.add(0)
+    src = artifact(farm.root, "a", 700_000)
+    wrong = Entry("a", 700_000, "0" * 64, 1.0)
+    with pytest.raises(TransferError, match="does not match"):
+        await node.deploy(wrong, FileSource(src))
+    assert deployed(node, "a") is None and litter(node) == []
+
+
+class _Breaks:
+    """A source that fails after its first chunk (the sender went away)."""
+
+    def __init__(self, path: Path) -> None:
+        self.inner = FileSource(path)
+        self.calls = 0
+
+    async def read(self, offset: int, length: int) -> bytes:
+        self.calls += 1
+        if offset > 0:
+            raise TransferError("the source left")
+        return await self.inner.read(offset, length)
+
+
+async def test_an_interrupted_transfer_leaves_nothing_and_restart_cleans_litter(
+    farm: Farm,
+) -> None:
+    node = await farm.add(0)
+    src = artifact(farm.root, "a", 900_000)
+    entry = Entry("a", 900_000, hashlib.sha256(src.read_bytes()).hexdigest(), 1.0)
+    with pytest.raises(TransferError, match="source left"):
+        await node.deploy(entry, _Breaks(src))
+    assert deployed(node, "a") is None and litter(node) == []
+    # A killed process leaves its partial file; the next start removes it.
+    part, out = node.store.open_part()
+    out.write(b"half")
+    out.close()
+    other = node.store.temp_dir / "someone-elses.part"
+    other.write_bytes(b"")
+    await node.stop()
+    farm.nodes.remove(node)
+    again = await farm.add(0)
+    assert not part.exists() and other.exists()
+    assert deployed(again, "a") is None
+
+
+async def test_the_tool_leaving_mid_transfer_fails_the_deploy_cleanly(farm: Farm) -> None:
+    node = await farm.add(0)
+    client, tool = await farm.tool()
+    src = artifact(farm.root, "a", 3_000_000)
+    served = 0
+    original = client._offer
+
+    async def offer_then_die(digest: str) -> Path | None:
+        nonlocal served
+        served += 1
+        if served == 3:
+            farm.network.kill(tool)
+        return await original(digest)
+
+    client.endpoint._offers = offer_then_die
+    outcome = await client.deploy(src, "a", [node.channel.local])
+    assert not outcome.ok
+    for _ in range(200):
+        if not node.lock._local.locked():
+            break
+        await asyncio.sleep(0.01)
+    assert deployed(node, "a") is None and litter(node) == []
+
+
+async def test_workers_of_one_host_write_once_and_run_on_deploy_once(farm: Farm) -> None:
+    counter = farm.root / "hook-runs"
+    hook = f"{sys.executable} -c \"open({str(counter)!r}, 'a').write('x')\""
+    shared = {"deploy_dir": str(farm.root / "host" / "deploy"), "on_deploy": hook}
+    workers = [await farm.add(i, **shared) for i in range(3)]
+    client, _ = await farm.tool()
+    src = artifact(farm.root, "site.tar", 400_000)
+    outcome = await client.deploy(src, "site.tar", [w.channel.local for w in workers])
+    assert outcome.ok and sorted(outcome.details.values()) == [
+        "already deployed",
+        "already deployed",
+        "deployed",
+    ]
+    assert counter.read_text() == "x"
+    assert deployed(workers[0], "site.tar") == src.read_bytes()
+
+
+async def test_the_session_floor_ignores_farm_payloads_and_tool_members() -> None:
+    network = InMemoryNetwork(seed=3)
+    config = ClusterConfig(jvm_route="n1", allow_insecure=True, distributable=True)
+    manager = DeltaManager(config, channel=network.channel(config))
+    tool = network.channel(ClusterConfig(allow_insecure=True), tool=True)
+    await tool.start()
+    await manager.start()  # a tool member alone: the first node, no state transfer asked
+    try:
+        assert manager.state_transfer.transferred is None
+        payload = encode(Message(Kind.LIST, request=1))
+        await manager._received(ChannelMessage(tool.local, payload, 0))
+        assert manager.counters.bad_messages == 0
+    finally:
+        await manager.stop()
+        await tool.stop()
+
+
+def test_names_and_prefix_never_collide_with_session_messages() -> None:
+    from clustersession.sessions.wire import Kind as SessionKind
+    from clustersession.sessions.wire import Message as SessionMessage
+    from clustersession.sessions.wire import encode as session_encode
+
+    session = session_encode(SessionMessage(SessionKind.GET_ALL, request_id=5))
+    from clustersession.channel.application import is_application_payload
+
+    assert not is_application_payload(session)
+    assert is_application_payload(encode(Message(Kind.LIST)))
