@@ -223,8 +223,9 @@ class Options:
 
 def _parse_args(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(
-        description="Throughput and p99 latency of no session middleware, Starlette's "
-        "SessionMiddleware and ClusterSessionMiddleware, under uvicorn, driven by wrk.",
+        description="Throughput and p99 latency, driven by wrk: no session middleware, "
+        "Starlette's SessionMiddleware and ClusterSessionMiddleware under uvicorn (asgi); "
+        "Flask's and Django's sessions and ours under gunicorn (wsgi).",
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run [8]")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all runs [3]")
