@@ -38,7 +38,7 @@ typecheck: $(STAMP)
 unit: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
-## Middleware overhead benchmark (needs wrk: apt-get install wrk).
+## Session overhead benchmark, ASGI and WSGI rows (needs wrk: apt-get install wrk).
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
 

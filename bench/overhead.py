@@ -1,8 +1,12 @@
-"""Session middleware overhead: no middleware vs Starlette's vs ours, under uvicorn + wrk.
+"""Session overhead: ASGI (uvicorn) and WSGI (gunicorn) sessions vs ours, driven by wrk.
 
 Run with ``make bench`` (``.venv/bin/python -m bench.overhead``); ``--quick`` for a
-~30 s smoke run, ``--help`` for the knobs. Needs ``wrk`` (``apt-get install -y wrk``)
-and ``uvicorn[standard]`` (uvloop + httptools) in the venv.
+~1.5 min smoke run, ``--only asgi|wsgi`` for one section, ``--help`` for the knobs.
+Needs ``wrk`` (``apt-get install -y wrk``), ``uvicorn[standard]`` (uvloop + httptools)
+and ``gunicorn`` in the venv (all in the ``dev`` extra).
+
+The WSGI section (Flask's and Django's own sessions vs ours, standalone and in a
+3-node cluster) is ``bench.wsgi_overhead``; what follows is the ASGI section.
 
 The same tiny Starlette app is served three ways, each by its own uvicorn process
 (one worker, uvloop, httptools) on 127.0.0.1:
@@ -214,18 +218,23 @@ class Options:
     warmup: float
     json_path: Path | None
     strict: bool
+    sections: tuple[str, ...] = ("asgi", "wsgi")
 
 
 def _parse_args(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(
-        description="Throughput and p99 latency of no session middleware, Starlette's "
-        "SessionMiddleware and ClusterSessionMiddleware, under uvicorn, driven by wrk.",
+        description="Throughput and p99 latency, driven by wrk: no session middleware, "
+        "Starlette's SessionMiddleware and ClusterSessionMiddleware under uvicorn (asgi); "
+        "Flask's and Django's sessions and ours under gunicorn (wsgi).",
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run [8]")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all runs [3]")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections [32]")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per run [2]")
-    parser.add_argument("--quick", action="store_true", help="smoke run, ~30 s (2 s x 1 round)")
+    parser.add_argument("--quick", action="store_true", help="smoke run, ~1.5 min (2 s x 1 round)")
+    parser.add_argument(
+        "--only", choices=("asgi", "wsgi"), help="one section: uvicorn rows or gunicorn rows"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args(argv)
@@ -233,8 +242,9 @@ def _parse_args(argv: list[str] | None) -> Options:
         args.duration, args.rounds, args.warmup = 2.0, 1, 1.0
     if args.duration < 1 or args.rounds < 1 or args.connections < 1:
         parser.error("--duration, --rounds and --connections must be at least 1")
+    sections = (args.only,) if args.only else ("asgi", "wsgi")
     return Options(
-        args.duration, args.rounds, args.connections, args.warmup, args.json, args.strict
+        args.duration, args.rounds, args.connections, args.warmup, args.json, args.strict, sections
     )
 
 
@@ -353,33 +363,73 @@ def _print_table(summary: dict[str, Any], options: Options) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = _parse_args(argv)
-    check_tools()
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+def _run_asgi(options: Options) -> tuple[dict[str, Any], bool]:
+    """The uvicorn section: its JSON document and whether a target was missed."""
     runs = options.rounds * len(SCENARIOS) * len(VARIANTS)
     print(
-        f"bench: {runs} wrk runs of {options.duration:g} s "
+        f"bench (ASGI): {runs} wrk runs of {options.duration:g} s "
         f"(+ {len(SCENARIOS) * len(VARIANTS)} warm-ups of {options.warmup:g} s)",
         flush=True,
     )
+    samples = measure(options)
+    summary = summarise(samples)
+    _print_table(summary, options)
+    document = {"samples": [asdict(s) for s in samples], "summary": summary}
+    missed = any(not ok for r in summary.values() for ok in r["targets_met"].values())
+    return document, missed
+
+
+def _run_wsgi(options: Options) -> tuple[dict[str, Any], bool]:
+    """The gunicorn section (``bench.wsgi_overhead``): its JSON document and any miss."""
+    from bench import wsgi_overhead as wsgi
+
+    runs = options.rounds * len(wsgi.SCENARIOS) * len(wsgi.ROWS)
+    print(
+        f"bench (WSGI): {runs} wrk runs of {options.duration:g} s "
+        f"(+ {len(wsgi.SCENARIOS) * len(wsgi.ROWS)} warm-ups of {options.warmup:g} s)",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-wsgi-") as tmp:
+        samples = wsgi.measure(
+            Path(tmp),
+            duration=options.duration,
+            rounds=options.rounds,
+            connections=options.connections,
+            warmup=options.warmup,
+        )
+    summary = wsgi.summarise(samples)
+    wsgi.print_table(
+        summary,
+        rounds=options.rounds,
+        duration=options.duration,
+        connections=options.connections,
+    )
+    document = {"samples": [asdict(s) for s in samples], "summary": summary}
+    return document, wsgi.missed(summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _parse_args(argv)
+    check_tools(wsgi="wsgi" in options.sections)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    sections = {"asgi": _run_asgi, "wsgi": _run_wsgi}
+    documents: dict[str, Any] = {}
+    missed = False
     try:
-        samples = measure(options)
+        for name in options.sections:
+            documents[name], section_missed = sections[name](options)
+            missed = missed or section_missed
     except KeyboardInterrupt:
         print("\nbench: interrupted; servers stopped", file=sys.stderr)
         return 130
-    summary = summarise(samples)
-    _print_table(summary, options)
     if options.json_path is not None:
         document = {
             "options": {
                 k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()
             },
-            "samples": [asdict(s) for s in samples],
-            "summary": summary,
+            **documents,
         }
         options.json_path.write_text(json.dumps(document, indent=2) + "\n")
-    missed = any(not ok for r in summary.values() for ok in r["targets_met"].values())
     return 1 if options.strict and missed else 0
 
 

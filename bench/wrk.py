@@ -121,8 +121,9 @@ def free_port() -> int:
         return port
 
 
-def check_tools() -> None:
-    """Exit with the install command when wrk or uvicorn[standard] is missing."""
+def check_tools(wsgi: bool = False) -> None:
+    """Exit with the install command when wrk, uvicorn[standard] (or, for ``wsgi``,
+    gunicorn, flask or django) is missing."""
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk not found; install it with: sudo apt-get install -y wrk")
     missing = [m for m in ("uvicorn", "uvloop", "httptools") if importlib.util.find_spec(m) is None]
@@ -130,6 +131,12 @@ def check_tools() -> None:
         sys.exit(
             f"bench: {', '.join(missing)} missing; install with: "
             f"{sys.executable} -m pip install 'uvicorn[standard]'"
+        )
+    missing = [m for m in ("gunicorn", "flask", "django") if importlib.util.find_spec(m) is None]
+    if wsgi and missing:
+        sys.exit(
+            f"bench: {', '.join(missing)} missing; install the dev extra: "
+            f"{sys.executable} -m pip install -e '.[dev]'"
         )
 
 
