@@ -17,7 +17,7 @@ import pytest
 
 from clustersession.channel.member import Member, new_member_id
 from clustersession.channel.security import Keys
-from clustersession.channel.transport import sender as sender_module
+from clustersession.channel.transport.connection import Connection
 from clustersession.channel.transport.sender import PeerSender
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +42,7 @@ async def test_a_cancel_meeting_a_refused_connect_is_reported_to_the_caller_only
             # the cancel arrives in: the error replaces the cancellation.
             raise ConnectionRefusedError(111, "Connect call failed") from None
 
-    monkeypatch.setattr(sender_module.Connection, "open", refused_once_cancelled)
+    monkeypatch.setattr(Connection, "open", refused_once_cancelled)
     loop = asyncio.get_running_loop()
     unretrieved: list[dict[str, Any]] = []
     previous = loop.get_exception_handler()
