@@ -256,10 +256,20 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
+HOOKS = "python:tests.support.gunicorn_conf"
+"""A gunicorn config with the optional :mod:`clustersession.gunicorn` hooks."""
+
+
 def gunicorn(
-    name: str, app: str, env: dict[str, str], *, workers: int = 1, worker_class: str = "sync"
+    name: str,
+    app: str,
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    worker_class: str = "sync",
+    hooks: bool = False,
 ) -> Server:
-    """``gunicorn -w workers app`` on a free port (not started)."""
+    """``gunicorn -w workers app`` on a free port (not started); ``hooks``: with :data:`HOOKS`."""
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", app, "--bind", f"{HOST}:{port}",
             "--workers", str(workers), "--worker-class", worker_class,
@@ -267,6 +277,8 @@ def gunicorn(
             # gunicorn >= 24 listens on ~/.gunicorn/gunicorn.ctl by default: one path
             # for every gunicorn of the machine, which parallel servers would fight over.
             "--no-control-socket"]  # fmt: skip
+    if hooks:
+        argv += ["--config", HOOKS]
     return Server(name, argv, env, port)
 
 

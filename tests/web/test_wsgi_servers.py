@@ -110,11 +110,11 @@ class Farm:
         for route in ("f1", "f2", "f3", "d1", "d2", "d3"):
             self.add(route)
 
-    def add(self, route: str) -> Server:
+    def add(self, route: str, *, hooks: bool = False) -> Server:
         """Start one more node (``f…`` Flask, ``d…`` Django); returns at once."""
         app = FLASK if route.startswith("f") else DJANGO
         env = self.cluster.env(route, **(SYNC if route.endswith("1") else {}))
-        node = self.servers.start(gunicorn(route, app, env))
+        node = self.servers.start(gunicorn(route, app, env, hooks=hooks))
         self.nodes[route] = node
         return node
 
@@ -198,12 +198,17 @@ def test_a_late_joiner_serves_its_first_request_with_the_sessions(farm: Farm) ->
     cookie = f2.request("POST", "/update", json_body={"early": True}).cookie
     assert cookie is not None
     assert has(d2, cookie, {"early": True})
-    late = [farm.add("f4"), farm.add("d4")]
+    # f4 has no hooks: its worker joins with its first request. d4 has the optional
+    # clustersession.gunicorn hooks: its worker joins before it accepts one (the
+    # regression: the Django engine, built on first use, was not there to start).
+    late = [farm.add("f4"), farm.add("d4", hooks=True)]
     for node in late:
         assert wait_for(node.listening, 30), node.output()
+    assert wait_for(lambda: "d4" in members(f2), 30), late[1].output()
+    assert "f4" not in members(f2)  # nothing asked it anything yet
     for node in late:
-        # The first request of its only worker: the member joins, fetches the sessions,
-        # then answers.
+        # f4: the first request of its only worker; the member joins, fetches the
+        # sessions, then answers. d4: fetched them before.
         assert read(node, cookie) == {"early": True}, node.output()
     # A graceful stop leaves: by the time the server has exited, the others know
     # (a crash would keep it listed until drop_time passed without a heartbeat).
