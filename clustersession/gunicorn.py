@@ -8,8 +8,10 @@ exit. In ``gunicorn.conf.py``::
     from clustersession.gunicorn import post_fork, post_worker_init, worker_exit
 
 ``post_fork`` starts what the master preloaded (``preload_app = True``);
-``post_worker_init`` what the worker itself loaded (the default). Neither ever
-runs in the master, which must own no cluster sockets its workers would inherit.
+``post_worker_init`` what the worker itself loaded (the default), the Django
+engine included (it is built from the settings then, not at the first request).
+Neither ever runs in the master, which must own no cluster sockets its workers
+would inherit.
 """
 
 from __future__ import annotations

@@ -211,10 +211,25 @@ def _detached(record: SessionRecord) -> SessionRecord:
 
 
 _RUNNING: weakref.WeakSet[ManagerThread] = weakref.WeakSet()
+_BUILDERS: list[Callable[[], object]] = []
+
+
+def build_at_start_all(builder: Callable[[], object]) -> None:
+    """Have :func:`start_all` call ``builder`` first, to build a ``ManagerThread`` it makes lazily.
+
+    An adapter that builds its ``ManagerThread`` on first use (the Django engine,
+    from the settings) has none yet when a server hook runs before any request:
+    without this, the hook would start nothing and the worker would join only
+    with its first request.
+    """
+    if builder not in _BUILDERS:
+        _BUILDERS.append(builder)
 
 
 def start_all() -> None:
     """Start the manager of every ``ManagerThread`` of this process now (server hooks)."""
+    for builder in list(_BUILDERS):
+        builder()
     for manager_thread in list(_RUNNING):
         manager_thread.start()
 

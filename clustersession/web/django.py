@@ -56,7 +56,7 @@ from ..sessions.ids import SessionIds
 from ..sessions.listeners import SessionListener
 from ..sessions.managers import manager_for
 from ..sessions.session import Session, UnserialisableChange
-from ..sessions.threaded import ManagerThread
+from ..sessions.threaded import ManagerThread, build_at_start_all
 from .cookies import SessionCookie
 from .front import SessionFront
 
@@ -167,6 +167,17 @@ def _settings_changed(*, setting: str, **_: object) -> None:
 
 
 setting_changed.connect(_settings_changed, dispatch_uid="clustersession.django.settings")
+
+
+def _build_for_server_hooks() -> None:
+    # The engine is built on first use; a server hook (clustersession.gunicorn) that
+    # starts the members before any request must find it built. Without settings
+    # (imported outside a Django project) there is nothing to build.
+    if settings.configured:
+        engine()
+
+
+build_at_start_all(_build_for_server_hooks)
 
 
 # -- the request's stores ---------------------------------------------------------

@@ -8,6 +8,7 @@ configured by ``CLUSTERSESSION_*`` variables.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -24,6 +25,7 @@ from clustersession import (
     SessionEvent,
     SessionListener,
 )
+from clustersession.sessions.manager import ClusterView
 
 ORIGINAL_ID: Final = "org.apache.catalina.ha.session.JvmRouteOriginalSessionID"
 
@@ -61,6 +63,17 @@ async def original(request: Request) -> JSONResponse:
     return JSONResponse({"original": request.scope.get(ORIGINAL_ID)})
 
 
+def node_info(view: ClusterView, route: str) -> dict[str, Any]:
+    """Which process answered and what it sees of the cluster (``/health``).
+
+    ``pid`` tells apart the workers of one server (they share a route and a port);
+    ``members`` are the routes of the other members, so a test can wait for a
+    killed node to be dropped.
+    """
+    members = sorted(member.route for member in view.members)
+    return {"route": route, "pid": os.getpid(), "members": members, "sessions": view.sessions}
+
+
 ROUTES: Final = [
     Route("/", view),
     Route("/original", original),
@@ -93,14 +106,21 @@ class Recorder(SessionListener):
 def create_app(
     config: ClusterConfig, listeners: Sequence[SessionListener] = ()
 ) -> ClusterSessionMiddleware:
-    """:data:`ROUTES`, ``/health`` (the node's route) and ``/state``, behind our middleware.
+    """:data:`ROUTES`, ``/health``, ``/node`` and ``/state``, behind our middleware.
+
+    ``/health``: :func:`node_info`. ``/node``: the route and pid of the process that
+    answered, and the session (so a test sees which worker read what).
 
     ``/state``: the session count, a fingerprint of every session (equal on nodes
     that agree) and what a :class:`Recorder` among ``listeners`` heard.
     """
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"route": config.jvm_route})
+        return JSONResponse(node_info(middleware.manager.view(), config.jvm_route))
+
+    async def node(request: Request) -> JSONResponse:
+        session = dict(request.session)
+        return JSONResponse({"route": config.jvm_route, "pid": os.getpid(), "session": session})
 
     async def state(request: Request) -> JSONResponse:
         manager = middleware.manager
@@ -110,7 +130,8 @@ def create_app(
                  for e in listener.heard]  # fmt: skip
         return JSONResponse({"sessions": len(sessions), "fingerprint": fingerprint, "heard": heard})
 
-    inner = Starlette(routes=[*ROUTES, Route("/health", health), Route("/state", state)])
+    routes = [*ROUTES, Route("/health", health), Route("/node", node), Route("/state", state)]
+    inner = Starlette(routes=routes)
     middleware = ClusterSessionMiddleware(inner, config=config, listeners=list(listeners))
     return middleware
 

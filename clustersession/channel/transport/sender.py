@@ -167,9 +167,13 @@ class PeerSender:
         self.stats.bytes_sent += conn.bytes_sent - before
 
     async def _send_once(self, payload: bytes, options: int, deadline: float) -> None:
-        if not self.connected:  # the common case needs no timer task
+        if not self.connected:  # the common case needs no timer
             remaining = deadline - time.monotonic()
-            await asyncio.wait_for(self.connect(remaining), remaining)
+            # A timeout scope, not wait_for: wait_for runs connect() as a task of its own,
+            # and when a cancel (a member stopping) meets a failed connect, Python 3.11
+            # leaves that task's error unretrieved ("Task exception was never retrieved").
+            async with asyncio.timeout(remaining):
+                await self.connect(remaining)
         conn = self._conn
         assert conn is not None
         message_id = next(self._ids)
@@ -198,7 +202,8 @@ class PeerSender:
         ``suspect`` tells the peer it is suspected, so that it refutes at once.
         """
         deadline = time.monotonic() + timeout
-        peer = await asyncio.wait_for(self.connect(timeout), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see _send_once
+            peer = await self.connect(timeout)
         conn = self._conn
         assert conn is not None
         message_id = next(self._ids)
