@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from clustersession.channel import options
 from clustersession.config import ClusterConfig
 
-from ..support.loopback import SECRET
+from ..support.loopback import SECRET, random_receiver_port
 from ..support.polling import eventually
 from .conftest import ChannelFactory
 
@@ -19,7 +18,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
 def static_configs(count: int) -> list[ClusterConfig]:
     base = ClusterConfig(secret=SECRET, distributable=True, jvm_route="s")
-    first = random.randint(20000, 40000)
+    first = random_receiver_port()
     ports = [first + i for i in range(count)]
     members = tuple(f"127.0.0.1:{port}" for port in ports)
     membership = replace(

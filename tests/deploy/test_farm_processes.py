@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.loopback import SECRET, random_mcast_port
+from tests.support.loopback import SECRET, random_mcast_port, random_receiver_port
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.network
@@ -31,7 +30,7 @@ def cluster_env(mcast_port: int, **extra: str) -> dict[str, str]:
         CLUSTERSESSION_MEMBERSHIP__FREQUENCY="100",
         CLUSTERSESSION_MEMBERSHIP__DROP_TIME="1000",
         CLUSTERSESSION_RECEIVER__ADDRESS="127.0.0.1",
-        CLUSTERSESSION_RECEIVER__PORT=str(random.randint(20000, 40000)),
+        CLUSTERSESSION_RECEIVER__PORT=str(random_receiver_port()),
         **extra,
     )
     return env

@@ -16,6 +16,15 @@ def random_mcast_port() -> int:
     return random.randint(46000, 59000)
 
 
+def random_receiver_port() -> int:
+    """A receiver port for one test, below Linux's ephemeral range (32768-60999).
+
+    Outgoing connections take their local ports from that range, so a receiver
+    port inside it can be held by one of them ("address already in use").
+    """
+    return random.randint(20000, 32000)
+
+
 def loopback_config(
     mcast_port: int, *, frequency: int = 100, drop_time: int = 1000, **top: Any
 ) -> ClusterConfig:
@@ -29,5 +38,5 @@ def loopback_config(
         drop_time=drop_time,
         address="228.0.0.4",
     )
-    receiver = replace(base.receiver, address="127.0.0.1", port=random.randint(20000, 40000))
+    receiver = replace(base.receiver, address="127.0.0.1", port=random_receiver_port())
     return replace(base, membership=membership, receiver=receiver, **top)

@@ -13,7 +13,6 @@ import concurrent.futures
 import http.client
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -28,7 +27,7 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
-from .loopback import SECRET, random_mcast_port
+from .loopback import SECRET, random_mcast_port, random_receiver_port
 from .polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +77,7 @@ class Cluster:
                 "CLUSTERSESSION_RECEIVER__ADDRESS": HOST,
                 # A random first port below the ephemeral range (client sockets take those);
                 # every worker binds the next free one of the auto_bind range.
-                "CLUSTERSESSION_RECEIVER__PORT": str(random.randint(20000, 32000)),
+                "CLUSTERSESSION_RECEIVER__PORT": str(random_receiver_port()),
                 "CLUSTERSESSION_RECEIVER__AUTO_BIND": "50",
             }
         )
