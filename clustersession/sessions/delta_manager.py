@@ -164,7 +164,28 @@ class DeltaManager(StampedStore):
         With send options 2 or 6 it returns once the members acknowledged them
         (shielded: a client that goes away cancels no send).
         """
-        changes = await super().commit(deltas)
+        changes, sent = self._commit_now(deltas, replicate)
+        if sent is not None and self.waits_for_peers:
+            await asyncio.shield(sent)
+        return changes
+
+    def commit_nowait(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> None:
+        """Apply a request's changes here and queue them for the members; wait for nothing.
+
+        For callers on another thread in asynchronous mode (:class:`ManagerThread`):
+        what a request of theirs asks next is queued behind this, so it sees it.
+        """
+        self._commit_now(deltas, replicate)
+
+    @property
+    def waits_for_peers(self) -> bool:
+        """Whether a commit waits for the members' acknowledgements (send options 2, 6)."""
+        return not self.config.channel_send_options & send_options.ASYNCHRONOUS
+
+    def _commit_now(
+        self, deltas: Sequence[SessionDelta], replicate: bool
+    ) -> tuple[list[Change], asyncio.Future[None] | None]:
+        changes = self.commit_local(deltas)
         outgoing = []
         for change in changes:
             if change.is_access_only:
@@ -172,10 +193,8 @@ class DeltaManager(StampedStore):
             else:
                 outgoing.append(change)
         if outgoing and replicate:
-            sent = self.replication.queue(outgoing)
-            if not self.config.channel_send_options & send_options.ASYNCHRONOUS:
-                await asyncio.shield(sent)
-        return changes
+            return changes, self.replication.queue(outgoing)
+        return changes, None
 
     def view(self) -> ClusterView:
         """Sessions, members and traffic, for the status page."""

@@ -103,6 +103,17 @@ class Manager(Protocol):
     async def commit(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> object:
         """Apply a request's changes (and replicate them, unless ``replicate`` is false)."""
 
+    def commit_nowait(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> None:
+        """Apply a request's changes now and queue their replication; wait for nothing.
+
+        Only where :attr:`waits_for_peers` is false; what runs on the manager's loop
+        after this call sees the changes.
+        """
+
+    @property
+    def waits_for_peers(self) -> bool:
+        """Whether a commit waits for other nodes (send options 2 and 6)."""
+
     def sweep(self) -> int:
         """Destroy the sessions expired now (the background sweep's work); return how many."""
 

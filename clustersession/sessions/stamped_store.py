@@ -162,6 +162,19 @@ class StampedStore:
 
         ``replicate`` is for replicating managers (the valve's ``filter``).
         """
+        return self.commit_local(deltas)
+
+    def commit_nowait(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> None:
+        """Apply a request's changes now, waiting for nothing (nothing to wait for here)."""
+        self.commit_local(deltas)
+
+    @property
+    def waits_for_peers(self) -> bool:
+        """Whether a commit waits for other nodes (never, on one node)."""
+        return False
+
+    def commit_local(self, deltas: Sequence[SessionDelta]) -> list[Change]:
+        """Stamp and merge a request's changes into this node's store; return them."""
         changes: list[Change] = []
         for delta in deltas:
             local: SessionDelta | None = None

@@ -138,10 +138,7 @@ class ManagerThread:
     def open(self, token: str) -> Opened:
         """``Manager.open`` on the loop thread; the record comes back detached."""
         manager = self.start()
-        opened = self.call(lambda: manager.open(token))
-        if opened.record is None:
-            return opened
-        return Opened(_detached(opened.record), opened.retired, opened.rerouted)
+        return self.call(lambda: _detached(manager.open(token)))
 
     def may_create(self) -> bool:
         """``Manager.may_create`` on the loop thread."""
@@ -149,13 +146,22 @@ class ManagerThread:
         return self.call(manager.may_create)
 
     def commit(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> None:
-        """Commit a request's changes and wait until the manager has them.
+        """Commit a request's changes; with send options 2 and 6, wait for the members.
 
-        In async mode that is once they are stored here (the next request sees
-        them); with send options 2 and 6 once the members acknowledged them.
+        In asynchronous mode nothing is waited for: the commit is queued on the
+        loop thread, which runs its callbacks in order, so whatever this process
+        asks the manager next (the same user's next request) sees it.
         """
         manager = self.start()
-        self.run(manager.commit(list(deltas), replicate=replicate))
+        if manager.waits_for_peers:
+            self.run(manager.commit(list(deltas), replicate=replicate))
+        else:
+            self.submit(lambda: manager.commit_nowait(deltas, replicate=replicate))
+
+    def flush(self) -> None:
+        """Wait until everything queued on the loop thread so far has run (commits included)."""
+        self.start()
+        self.call(lambda: None)
 
     def sweep(self) -> int:
         """``Manager.sweep`` on the loop thread: expire now what the next sweep would."""
@@ -184,6 +190,19 @@ class ManagerThread:
         loop.call_soon_threadsafe(run)
         return future.result()
 
+    def submit(self, function: Callable[[], object]) -> None:
+        """Queue ``function`` on the loop thread, behind what was queued before; do not wait."""
+        loop = self._loop
+        assert loop is not None, "start() first"
+
+        def run() -> None:
+            try:
+                function()
+            except Exception:
+                logger.exception("session manager call failed")
+
+        loop.call_soon_threadsafe(run)
+
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the loop thread and return its result here."""
         loop = self._loop
@@ -197,9 +216,12 @@ def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
     loop.run_forever()
 
 
-def _detached(record: SessionRecord) -> SessionRecord:
-    """What a request reads of a record, copied: merges on the loop thread cannot touch it."""
-    return SessionRecord(
+def _detached(opened: Opened) -> Opened:
+    """``opened`` with a copy of its record: later merges on the loop thread cannot touch it."""
+    record = opened.record
+    if record is None:
+        return opened
+    copy = SessionRecord(
         record.token,
         record.route,
         record.created_at,
@@ -208,6 +230,7 @@ def _detached(record: SessionRecord) -> SessionRecord:
         dict(record.attributes),
         local=dict(record.local) if record.local else None,
     )
+    return Opened(copy, opened.retired, opened.rerouted)
 
 
 _RUNNING: weakref.WeakSet[ManagerThread] = weakref.WeakSet()

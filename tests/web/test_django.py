@@ -234,6 +234,7 @@ def test_set_expiry_to_a_date_is_a_hard_limit(clock: list[float]) -> None:
 
 def test_the_listeners_hear_creation(client: Client) -> None:
     key = cookie_of(client.get("/set", {"a": "1"}))
+    engine_module.engine().manager.flush()  # async mode: the commit is queued, not waited for
     assert ("created", key) in RECORDER.events
 
 

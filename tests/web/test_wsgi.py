@@ -152,10 +152,13 @@ def test_changes_are_committed_before_the_last_chunk_goes_out() -> None:
         result = middleware(_environ("/stream"), lambda s, h, e=None: statuses.append(s))
         chunks = iter(result)
         assert next(chunks) == b"one "
+        middleware.manager.flush()
         assert events.added == []  # the app is not done yet
         assert next(chunks) == b"two"
+        middleware.manager.flush()  # async mode: queued, not waited for
         assert events.added == ["streamed"]  # committed before the last chunk
         result.close()  # type: ignore[attr-defined]
+        middleware.manager.flush()
         assert events.added == ["streamed"]  # once
     finally:
         middleware.manager.stop()
@@ -167,6 +170,7 @@ def test_a_response_closed_early_still_commits() -> None:
     try:
         result = middleware(_environ("/stream"), lambda s, h, e=None: None)
         result.close()  # type: ignore[attr-defined]
+        middleware.manager.flush()
         assert events.added == ["streamed"]
     finally:
         middleware.manager.stop()
