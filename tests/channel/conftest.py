@@ -13,11 +13,8 @@ from clustersession.channel.member import Member
 from clustersession.config import ClusterConfig
 
 from ..support.loopback import loopback_config, random_mcast_port
-from ..support.polling import eventually
 
-# eventually and loopback_config live in tests.support; they are re-exported for
-# tests/sessions/test_replication.py, which still imports them from here.
-__all__ = ["ChannelFactory", "Events", "eventually", "loopback_config"]
+__all__ = ["ChannelFactory", "Events"]
 
 
 class Events:

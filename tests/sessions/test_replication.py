@@ -8,7 +8,6 @@ network in test_replication_memory.py.)
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -16,61 +15,21 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
 
 from clustersession import (
     AttributeEvent,
     ClusterConfig,
     ClusterSessionMiddleware,
-    Session,
     SessionListener,
     TooManyActiveSessions,
 )
 from clustersession.sessions.delta_manager import DeltaManager
 
-from ..channel.conftest import eventually, loopback_config
+from ..support.app import ROUTES
+from ..support.loopback import loopback_config, random_mcast_port
+from ..support.polling import eventually
 
-pytestmark = pytest.mark.anyio
-
-
-async def view(request: Request) -> JSONResponse:
-    return JSONResponse(dict(request.session))
-
-
-async def update(request: Request) -> JSONResponse:
-    request.session.update(await request.json())
-    return JSONResponse(dict(request.session))
-
-
-async def append(request: Request) -> JSONResponse:
-    request.session.setdefault("items", []).append(request.path_params["item"])
-    return JSONResponse(dict(request.session))
-
-
-async def call(request: Request) -> PlainTextResponse:
-    session = request.session
-    assert isinstance(session, Session)
-    getattr(session, request.path_params["method"])()
-    return PlainTextResponse(session.id if session else "")
-
-
-ORIGINAL_ID = "org.apache.catalina.ha.session.JvmRouteOriginalSessionID"
-
-
-async def original(request: Request) -> JSONResponse:
-    request.session.get("x")
-    return JSONResponse({"original": request.scope.get(ORIGINAL_ID)})
-
-
-ROUTES = [
-    Route("/", view),
-    Route("/original", original),
-    Route("/update", update, methods=["POST"]),
-    Route("/append/{item}", append, methods=["POST"]),
-    Route("/call/{method}", call, methods=["POST"]),
-]
+pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
 
 class Node:
@@ -131,7 +90,7 @@ async def cluster(mcast_port: int) -> AsyncIterator[NodeFactory]:
 
 @pytest.fixture
 def mcast_port() -> int:
-    return random.randint(46000, 59000)
+    return random_mcast_port()
 
 
 async def until_members(nodes: list[Node], count: int) -> None:
