@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,17 +49,21 @@ from starlette.requests import Request
 
 from bench.app import session_routes
 from bench.wrk import (
-    HOST,
     REPO_ROOT,
+    Sample,
     check_tools,
     child_env,
     cookie_script,
     free_port,
+    http_get,
+    print_medians,
     realistic_session,
     run_wrk,
+    sample,
     stop_group,
     uvicorn_command,
 )
+from bench.wrk import medians as wrk_medians
 
 VARIANTS: Final = ("none", "starlette", "ours")
 SCENARIOS: Final = ("read", "write")
@@ -139,18 +141,6 @@ def _start_server(variant: str, workdir: Path) -> Server:
     return Server(variant, port, process, log)
 
 
-def _get(port: int, path: str, cookie: str | None = None) -> tuple[int, list[str]]:
-    """Status and ``Set-Cookie`` headers of one GET."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=5)
-    try:
-        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
-        response = conn.getresponse()
-        response.read()
-        return response.status, response.msg.get_all("Set-Cookie") or []
-    finally:
-        conn.close()
-
-
 def _wait_ready(server: Server, deadline_s: float = 20.0) -> None:
     """Poll until the server answers (a deadline, not a fixed sleep)."""
     deadline = time.monotonic() + deadline_s
@@ -161,7 +151,7 @@ def _wait_ready(server: Server, deadline_s: float = 20.0) -> None:
                 + server.log.read_text(errors="replace")[-3000:]
             )
         try:
-            _get(server.port, "/ping")
+            http_get(server.port, "/ping", timeout=5)
             return
         except OSError:
             if time.monotonic() > deadline:
@@ -174,7 +164,7 @@ def _wait_ready(server: Server, deadline_s: float = 20.0) -> None:
 
 def _log_in(server: Server) -> None:
     """Get the session cookie wrk will replay; checks the session actually works."""
-    status, set_cookies = _get(server.port, "/login")
+    status, set_cookies, _ = http_get(server.port, "/login", timeout=5)
     if status != 200:
         raise RuntimeError(f"{server.variant}: GET /login answered {status}")
     if server.variant == "none":
@@ -184,22 +174,12 @@ def _log_in(server: Server) -> None:
         raise RuntimeError(f"{server.variant}: GET /login set no session cookie")
     server.cookie = values[-1]
     # The session must come back with the cookie, or we would time an empty session.
-    status, _ = _get(server.port, "/read", server.cookie)
+    status, _, _ = http_get(server.port, "/read", server.cookie, timeout=5)
     if status != 200:
         raise RuntimeError(f"{server.variant}: GET /read with the cookie answered {status}")
 
 
 # -- wrk --------------------------------------------------------------------------
-
-
-@dataclass
-class Sample:
-    variant: str
-    scenario: str
-    round: int
-    requests_per_s: float
-    p99_ms: float
-    errors: int  # socket errors + non-2xx/3xx responses
 
 
 def _write_lua(server: Server, workdir: Path) -> Path:
@@ -289,31 +269,21 @@ def measure(options: Options) -> list[Sample]:
                 order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]
                 for scenario in SCENARIOS:
                     for variant in order:
-                        rps, p99, errors = run_wrk(
-                            servers[variant].port, f"/{scenario}", scripts[variant],
-                            duration=options.duration, connections=options.connections,
+                        samples.append(
+                            sample(
+                                variant, scenario, round_, servers[variant].port,
+                                scripts[variant], duration=options.duration,
+                                connections=options.connections,
+                                counter=f"{len(samples) + 1:2d}/{total}",
+                            )
                         )  # fmt: skip
-                        samples.append(Sample(variant, scenario, round_, rps, p99, errors))
-                        print(
-                            f"  [{len(samples):2d}/{total}] round {round_ + 1} {scenario:5s} "
-                            f"{variant:9s} {rps:9.0f} req/s  p99 {p99:7.2f} ms"
-                            + (f"  ({errors} errors!)" if errors else ""),
-                            flush=True,
-                        )
     return samples
 
 
 def summarise(samples: list[Sample]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for scenario in SCENARIOS:
-        medians: dict[str, dict[str, float]] = {}
-        for variant in VARIANTS:
-            mine = [s for s in samples if s.scenario == scenario and s.variant == variant]
-            medians[variant] = {
-                "requests_per_s": statistics.median(s.requests_per_s for s in mine),
-                "p99_ms": statistics.median(s.p99_ms for s in mine),
-                "errors": sum(s.errors for s in mine),
-            }
+        medians = wrk_medians(samples, scenario, VARIANTS)
         ours, starlette, none = medians["ours"], medians["starlette"], medians["none"]
         ratios = {
             "rps_vs_starlette": ours["requests_per_s"] / starlette["requests_per_s"],
@@ -337,14 +307,7 @@ def _print_table(summary: dict[str, Any], options: Options) -> None:
         f"\nmedians of {options.rounds} round(s) x {options.duration:g} s, wrk -t1 "
         f"-c{options.connections}, uvicorn 1 worker (uvloop, httptools)\n"
     )
-    print(f"{'scenario':8s} {'variant':10s} {'req/s':>9s} {'p99 ms':>8s}")
-    for scenario, result in summary.items():
-        for variant, median in result["medians"].items():
-            errors = f"  ({median['errors']} errors!)" if median["errors"] else ""
-            print(
-                f"{scenario:8s} {variant:10s} {median['requests_per_s']:9.0f} "
-                f"{median['p99_ms']:8.2f}{errors}"
-            )
+    print_medians(summary, label="variant", width=10)
     print(
         f"\n{'scenario':8s} {'req/s ours/starlette':>21s} {'ours/none':>10s}"
         f" {'p99 ours/starlette':>19s} {'ours/none':>10s}"

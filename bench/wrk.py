@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import importlib.util
 import os
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -87,6 +91,80 @@ def run_wrk(
     if result.returncode != 0:
         raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr}{result.stdout}")
     return parse_wrk(result.stdout)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One wrk run of one row (a variant of the app) in one round."""
+
+    row: str
+    scenario: str
+    round: int
+    requests_per_s: float
+    p99_ms: float
+    errors: int  # socket errors + non-2xx/3xx responses
+
+
+def sample(
+    row: str,
+    scenario: str,
+    round_: int,
+    port: int,
+    script: Path,
+    *,
+    duration: float,
+    connections: int,
+    counter: str,
+) -> Sample:
+    """Run wrk on ``/scenario`` of ``row``'s server, print one progress line, return it."""
+    rps, p99, errors = run_wrk(
+        port, f"/{scenario}", script, duration=duration, connections=connections
+    )
+    print(
+        f"  [{counter}] round {round_ + 1} {scenario:5s} {row:13s} {rps:9.0f} req/s"
+        f"  p99 {p99:7.2f} ms" + (f"  ({errors} errors!)" if errors else ""),
+        flush=True,
+    )
+    return Sample(row, scenario, round_, rps, p99, errors)
+
+
+def medians(samples: list[Sample], scenario: str, rows: Sequence[str]) -> dict[str, Any]:
+    """Per row of ``scenario``: median requests/s and p99, and the errors summed."""
+    found: dict[str, Any] = {}
+    for row in rows:
+        mine = [s for s in samples if s.scenario == scenario and s.row == row]
+        found[row] = {
+            "requests_per_s": statistics.median(s.requests_per_s for s in mine),
+            "p99_ms": statistics.median(s.p99_ms for s in mine),
+            "errors": sum(s.errors for s in mine),
+        }
+    return found
+
+
+def http_get(
+    port: int, path: str, cookie: str | None = None, timeout: float = 10.0
+) -> tuple[int, list[str], bytes]:
+    """Status, ``Set-Cookie`` headers and body of one GET to a server of ours on ``HOST``."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, response.msg.get_all("Set-Cookie") or [], body
+    finally:
+        conn.close()
+
+
+def print_medians(summary: dict[str, Any], *, label: str, width: int) -> None:
+    """The table of medians: a line per scenario and row (``label`` heads the row column)."""
+    print(f"{'scenario':8s} {label:{width}s} {'req/s':>9s} {'p99 ms':>8s}")
+    for scenario, result in summary.items():
+        for row, median in result["medians"].items():
+            errors = f"  ({median['errors']} errors!)" if median["errors"] else ""
+            print(
+                f"{scenario:8s} {row:{width}s} {median['requests_per_s']:9.0f} "
+                f"{median['p99_ms']:8.2f}{errors}"
+            )
 
 
 def uvicorn_command(app: str, port: int) -> list[str]:

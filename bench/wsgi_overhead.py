@@ -23,9 +23,7 @@ over rounds, as in the ASGI section, and medians are compared.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -34,7 +32,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from bench.wrk import HOST, REPO_ROOT, child_env, cookie_script, free_port, run_wrk, stop_group
+from bench.wrk import (
+    HOST,
+    REPO_ROOT,
+    Sample,
+    child_env,
+    cookie_script,
+    free_port,
+    http_get,
+    print_medians,
+    run_wrk,
+    sample,
+    stop_group,
+)
+from bench.wrk import medians as wrk_medians
 
 SCENARIOS: Final = ("read", "write")
 FLASK_ROWS: Final = ("flask-cookie", "flask-ours", "flask-cluster")
@@ -126,20 +137,6 @@ def start_gunicorn(
     return Server(name, port, process, log)
 
 
-def get(
-    port: int, path: str, cookie: str | None = None, timeout: float = 10.0
-) -> tuple[int, list[str], bytes]:
-    """Status, ``Set-Cookie`` headers and body of one GET."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
-        response = conn.getresponse()
-        body = response.read()
-        return response.status, response.msg.get_all("Set-Cookie") or [], body
-    finally:
-        conn.close()
-
-
 def log_tail(server: Server) -> str:
     return server.log.read_text(errors="replace")[-3000:]
 
@@ -156,7 +153,7 @@ def wait_ready(server: Server, deadline_s: float = 30.0) -> None:
                 f"{server.name} exited with {server.process.returncode}:\n{log_tail(server)}"
             )
         try:
-            if get(server.port, "/ping", timeout=deadline_s)[0] == 200:
+            if http_get(server.port, "/ping", timeout=deadline_s)[0] == 200:
                 return
         except OSError:
             pass
@@ -167,7 +164,7 @@ def wait_ready(server: Server, deadline_s: float = 30.0) -> None:
 
 def stats(server: Server) -> dict[str, Any]:
     """The ``/bench/stats`` of whichever worker answers (ours only)."""
-    status, _, body = get(server.port, "/bench/stats")
+    status, _, body = http_get(server.port, "/bench/stats")
     if status != 200:
         raise RuntimeError(f"{server.name}: GET /bench/stats answered {status}")
     found: dict[str, Any] = json.loads(body)
@@ -188,14 +185,14 @@ def wait_members(servers: list[Server], count: int, deadline_s: float = 20.0) ->
 
 def log_in(server: Server) -> None:
     """Log in, keep the cookies for wrk, and check the session comes back with them."""
-    status, set_cookies, _ = get(server.port, "/login")
+    status, set_cookies, _ = http_get(server.port, "/login")
     pairs = [c.split(";", 1)[0] for c in set_cookies]
     if status != 200 or not pairs:
         raise RuntimeError(f"{server.name}: GET /login answered {status} without a cookie")
     server.cookie = "; ".join(pairs)
     # A /read without the session would answer 500: we would time an error page.
     for path in ("/read", "/write"):
-        status, _, body = get(server.port, path, server.cookie)
+        status, _, body = http_get(server.port, path, server.cookie)
         if status != 200:
             raise RuntimeError(f"{server.name}: GET {path} with the cookie answered {status}")
     if json.loads(body)["counter"] != 1:
@@ -239,16 +236,6 @@ def servers(workdir: Path) -> Iterator[dict[str, Server]]:
 # -- the run ----------------------------------------------------------------------
 
 
-@dataclass
-class Sample:
-    row: str
-    scenario: str
-    round: int
-    requests_per_s: float
-    p99_ms: float
-    errors: int
-
-
 def measure(
     workdir: Path, *, duration: float, rounds: int, connections: int, warmup: float
 ) -> list[Sample]:
@@ -271,17 +258,13 @@ def measure(
                     # Rotated each round: slow drift does not always fall on one row.
                     shift = round_ % len(group)
                     for row in group[shift:] + group[:shift]:
-                        rps, p99, errors = run_wrk(
-                            running[row].port, f"/{scenario}", scripts[row],
-                            duration=duration, connections=connections,
+                        samples.append(
+                            sample(
+                                row, scenario, round_, running[row].port, scripts[row],
+                                duration=duration, connections=connections,
+                                counter=f"{len(samples) + 1:2d}/{total}",
+                            )
                         )  # fmt: skip
-                        samples.append(Sample(row, scenario, round_, rps, p99, errors))
-                        print(
-                            f"  [{len(samples):2d}/{total}] round {round_ + 1} {scenario:5s} "
-                            f"{row:13s} {rps:9.0f} req/s  p99 {p99:7.2f} ms"
-                            + (f"  ({errors} errors!)" if errors else ""),
-                            flush=True,
-                        )
     return samples
 
 
@@ -289,14 +272,7 @@ def summarise(samples: list[Sample]) -> dict[str, Any]:
     """Medians per row and scenario, the targets' ratios and whether each is met."""
     summary: dict[str, Any] = {}
     for scenario in SCENARIOS:
-        medians: dict[str, dict[str, float]] = {}
-        for row in ROWS:
-            mine = [s for s in samples if s.scenario == scenario and s.row == row]
-            medians[row] = {
-                "requests_per_s": statistics.median(s.requests_per_s for s in mine),
-                "p99_ms": statistics.median(s.p99_ms for s in mine),
-                "errors": sum(s.errors for s in mine),
-            }
+        medians = wrk_medians(samples, scenario, ROWS)
 
         def ratio(
             a: str, b: str, key: str = "requests_per_s", medians: dict[str, Any] = medians
@@ -327,14 +303,7 @@ def print_table(summary: dict[str, Any], *, rounds: int, duration: float, connec
         f"\nWSGI: medians of {rounds} round(s) x {duration:g} s, wrk -t1 -c{connections}, "
         f"gunicorn -w {WORKERS} -k gthread --threads {THREADS}\n"
     )
-    print(f"{'scenario':8s} {'row':14s} {'req/s':>9s} {'p99 ms':>8s}")
-    for scenario, result in summary.items():
-        for row, median in result["medians"].items():
-            errors = f"  ({median['errors']} errors!)" if median["errors"] else ""
-            print(
-                f"{scenario:8s} {row:14s} {median['requests_per_s']:9.0f} "
-                f"{median['p99_ms']:8.2f}{errors}"
-            )
+    print_medians(summary, label="row", width=14)
     print(
         f"\n{'scenario':8s} {'ratio (req/s)':24s} {'value':>7s} {'target':>8s}  {'p99 ratio':>9s}"
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import random
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.cluster.app import MODE_ENV, RECORD_ENV, SECRET
-from bench.wrk import HOST, REPO_ROOT, child_env, free_port, stop_group, uvicorn_command
+from bench.wrk import HOST, REPO_ROOT, child_env, free_port, http_get, stop_group, uvicorn_command
 from clustersession import ClusterConfig
 
 NODES: Final = ("node1", "node2", "node3")
@@ -145,20 +144,6 @@ def start_cluster(
             env[RECORD_ENV] = "1"
         nodes.append(start_uvicorn(f"{prefix}-{route}", env, workdir))
     return nodes
-
-
-def http_get(
-    port: int, path: str, cookie: str | None = None, timeout: float = 10.0
-) -> tuple[int, list[str], bytes]:
-    """Status, ``Set-Cookie`` headers and body of one GET."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
-        response = conn.getresponse()
-        body = response.read()
-        return response.status, response.msg.get_all("Set-Cookie") or [], body
-    finally:
-        conn.close()
 
 
 def get_json(port: int, path: str, cookie: str | None = None) -> Any:
