@@ -18,6 +18,7 @@ from clustersession.deploy import Entry, FarmClient, FarmDeployer
 from clustersession.deploy.transfer import FileSource, TransferError
 from clustersession.deploy.wire import Kind, Message, encode
 from clustersession.sessions.delta_manager import DeltaManager
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -91,6 +92,27 @@ async def test_deploy_reaches_every_node_in_chunks_and_skips_what_is_there(farm:
     again = await client.deploy(src, "app.whl", [n.channel.local for n in nodes])
     assert set(again.details.values()) == {"already deployed"}
     assert sum(n.deployed for n in nodes) == 3
+
+
+async def test_a_request_that_comes_before_start_waits_for_it(farm: Farm) -> None:
+    """Adapters build the deployer before the shared channel joins: nothing said to the
+    new member is lost, and nothing is handled before its directories are ready."""
+    config = farm.node_config(0)
+    node = FarmDeployer(config, channel=farm.network.channel(config))
+    await node.channel.start()  # the member is seen; the deployer has not started
+    client, channel = await farm.tool()
+    src = artifact(farm.root, "early.bin", 3000)
+    members = await client.wait_for_nodes(1, 5)
+    deploying = asyncio.ensure_future(client.deploy(src, "early.bin", members))
+    assert await eventually(lambda: len(node.endpoint.tasks) == 1)  # ANNOUNCE, held
+    assert not node.store.deploy_dir.exists()
+    await node.start()
+    farm.nodes.append(node)
+    outcome = await asyncio.wait_for(deploying, 10)
+    assert outcome.ok, outcome.failed
+    assert deployed(node, "early.bin") == src.read_bytes()
+    await client.stop()
+    await channel.stop()
 
 
 async def test_undeploy_removes_it_everywhere(farm: Farm) -> None:
