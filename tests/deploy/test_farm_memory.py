@@ -289,6 +289,37 @@ async def test_the_session_floor_ignores_farm_payloads_and_tool_members() -> Non
         await tool.stop()
 
 
+async def test_session_deltas_and_touches_go_to_nodes_never_to_tool_members() -> None:
+    """With send options 2 and 6, a delta sent to the command would make every commit
+    wait for a tool busy serving chunks; it holds no sessions anyway."""
+    from clustersession.channel.application import is_application_payload
+    from clustersession.sessions.change import Change
+
+    network = InMemoryNetwork(seed=4)
+    managers = []
+    for route in ("n1", "n2"):
+        config = ClusterConfig(jvm_route=route, allow_insecure=True, distributable=True)
+        managers.append(DeltaManager(config, channel=network.channel(config)))
+    tool = network.channel(ClusterConfig(allow_insecure=True), tool=True)
+    heard: list[bytes] = []
+    tool.add_listener(lambda message: heard.append(message.payload))
+    await tool.start()
+    for manager in managers:
+        await manager.start()
+    try:
+        n1, n2 = managers
+        assert await eventually(lambda: len(n1.channel.members) == 2)  # n2 and the tool
+        await n1.replication.send_delta([Change("t0", 1.0)])
+        n1.keepalive.touched("t0", 2.0)
+        await n1.keepalive.flush()
+        assert await eventually(lambda: n2.counters.deltas_received == 1)
+        assert [p for p in heard if not is_application_payload(p)] == []
+    finally:
+        for manager in reversed(managers):
+            await manager.stop()
+        await tool.stop()
+
+
 def test_names_and_prefix_never_collide_with_session_messages() -> None:
     from clustersession.sessions.wire import Kind as SessionKind
     from clustersession.sessions.wire import Message as SessionMessage
