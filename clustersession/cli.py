@@ -25,7 +25,7 @@ from .channel import GroupChannel, Member
 from .channel.__main__ import load_config
 from .channel.__main__ import main as members_main
 from .config import ClusterConfig, ConfigError
-from .deploy import BadName, Entry, FarmClient, Outcome
+from .deploy import BadName, Entry, FarmClient, Outcome, check_name
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +79,14 @@ async def _farm(args: argparse.Namespace, config: ClusterConfig, out: TextIO, er
             err.write(
                 f"found {len(members)} node(s), fewer than --min-members {args.min_members}\n"
             )
+            refused = channel.stats().refused_heartbeats
+            if refused:
+                # The usual cause, said plainly: a member with another secret hears
+                # the nodes' heartbeats but cannot verify them, so it finds nobody.
+                err.write(
+                    f"{refused} heartbeat(s) were refused (see the warnings above): "
+                    "is this the cluster's secret (CLUSTERSESSION_SECRET, --config)?\n"
+                )
             return 1
         if args.action == "deploy":
             name = args.name or args.path.name
@@ -140,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "deploy" and not args.path.is_file():
         parser.error(f"{args.path} is not a file")
     try:
+        # Checked before joining: a hostile name costs no membership round.
+        if args.action == "deploy":
+            check_name(args.name or args.path.name)
+        elif args.action == "undeploy":
+            check_name(args.name)
         return asyncio.run(_farm(args, config, sys.stdout, sys.stderr))
     except BadName as exc:
         sys.stderr.write(f"refused: {exc}\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -67,14 +68,25 @@ async def asgi_get(app: ASGIApp, path: str, cookie: str | None) -> tuple[int, li
 
 
 async def _paced_writes(
-    app: ClusterSessionMiddleware, cookie: str, rate: float, seconds: float
+    app: ClusterSessionMiddleware,
+    cookie: str,
+    rate: float,
+    seconds: float,
+    *,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[dict[int, float], float]:
-    """``GET /write`` at ``rate``/s; the time each counter value's response ended."""
+    """``GET /write`` at ``rate``/s; the time each counter value's response ended.
+
+    ``stop``: end early once it is true (bench.farm writes while a deploy runs).
+    """
     sent: dict[int, float] = {}
     warmup = int(rate * LAG_WARMUP_S)  # connections, caches: not counted
     count = int(rate * seconds) + warmup
     start = time.perf_counter()
     for i in range(count):
+        if stop is not None and i >= warmup and stop():
+            count = i
+            break
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)

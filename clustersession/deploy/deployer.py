@@ -66,6 +66,10 @@ class FarmDeployer:
         self._offered: dict[str, Path] = {}  # local files this node announced (watch mode)
         self._tasks = BackgroundTasks(logger)
         self.converged = asyncio.Event()
+        # Set once start() prepared the directories. A deployer is built before its
+        # shared channel joins, so that no request is lost; requests that come
+        # before start() wait for it here instead of finding no deploy_dir.
+        self._ready = asyncio.Event()
         self.deployed = 0  # artifacts this node wrote (not skipped)
         self.refused = 0
 
@@ -86,6 +90,7 @@ class FarmDeployer:
 
             watcher = Watcher(self, Path(str(self.settings.watch_dir)))
             self._tasks.spawn(watcher.run_forever(), "clustersession-farm-watch")
+        self._ready.set()
 
     async def stop(self) -> None:
         """Stop background work and transfers (partial files are removed), leave if ours."""
@@ -97,6 +102,7 @@ class FarmDeployer:
     # -- requests from the farm ---------------------------------------------------------------
 
     async def _handle(self, sender: Member, message: Message) -> None:
+        await self._ready.wait()
         if message.kind is Kind.ANNOUNCE:
             entry = Entry(message.name, message.size, message.digest, message.at)
             ok, detail = await self._outcome(

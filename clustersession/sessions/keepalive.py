@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from ..channel import ChannelError
+from ..channel.application import nodes
 from ..channel.options import ASYNCHRONOUS
 from .context import ReplicationContext
 from .wire import Kind, Message, encode
@@ -57,13 +58,14 @@ class KeepAlive:
 
     async def flush(self) -> None:
         """Send what was touched since the last TOUCH, now."""
-        if not self._touched or not self.channel.members:
+        targets = nodes(self.channel.members)  # tool members hold no sessions
+        if not self._touched or not targets:
             self._touched.clear()
             return
         touched, self._touched = self._touched, {}
         payload = encode(Message(Kind.TOUCH, touches=list(touched.items())))
         try:
-            await self.channel.send(None, payload, ASYNCHRONOUS)
+            await self.channel.send(targets, payload, ASYNCHRONOUS)
             self.counters.touches_sent += len(touched)
         except (ChannelError, ValueError) as exc:
             logger.warning("keep-alive failed: %s", exc)

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 from ..channel import ChannelError, Member
+from ..channel.application import nodes
 from ..channel.tasks import BackgroundTasks
 from .change import Change
 from .chunks import chunked, send_acknowledged
@@ -96,12 +97,15 @@ class Replicator:
 
     async def send_delta(self, changes: list[Change]) -> None:
         """One DELTA to every member, with the cluster's send options; failures logged."""
-        if not self.channel.members:
+        # Tool members (the clustersession command) hold no sessions: sending them
+        # deltas would only make every commit wait for a busy tool (options 2 and 6).
+        targets = nodes(self.channel.members)
+        if not targets:
             return  # alone: a node that joins later gets everything by state transfer
         self._seq += 1
         payload = encode(Message(Kind.DELTA, seq=self._seq, changes=changes))
         try:
-            await self.channel.send(None, payload)
+            await self.channel.send(targets, payload)
             self.counters.deltas_sent += len(changes)
         except (ChannelError, ValueError) as exc:
             # Never the user's problem: anti-entropy repairs what did not arrive.
@@ -123,7 +127,8 @@ class Replicator:
             Message(Kind.DELTA, seq=self._next_seq(), changes=list(batch))
             for _, batch, _ in chunked(changes, size)
         )
-        await send_acknowledged(self.channel, None, messages, on_failure=lambda _exc: None)
+        targets = nodes(self.channel.members)
+        await send_acknowledged(self.channel, targets, messages, on_failure=lambda _exc: None)
 
     def _next_seq(self) -> int:
         self._seq += 1

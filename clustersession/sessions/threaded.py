@@ -12,6 +12,10 @@ request starts the loop and the manager and waits until the manager serves (a
 joining node's state transfer included). After a fork (gunicorn's pre-fork
 model) the child starts its own, since threads do not survive a fork and a
 pre-forked master must not own the sockets its workers use. It stops at exit.
+
+A *companion* (the farm deployer) may share the manager's loop and channel: it
+is built before the manager starts, started after it, and stopped before it, so
+it lives exactly as long as this process's member.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .manager import ClusterView, Manager, Opened
 from .record import SessionDelta, SessionRecord
@@ -36,12 +40,28 @@ T = TypeVar("T")
 STOP_TIMEOUT = 10.0  # seconds stop() waits for the manager to leave the cluster
 
 
+class Companion(Protocol):
+    """Something that runs beside the manager, on its loop (the farm deployer)."""
+
+    async def start(self) -> None:
+        """Start (after the manager started)."""
+
+    async def stop(self) -> None:
+        """Stop (before the manager stops)."""
+
+
+CompanionFactory = Callable[[Manager], Companion]
+"""Builds a companion from the manager, before it starts (on the loop thread)."""
+
+
 class ManagerThread:
     """Runs the manager ``factory`` builds on an event loop of its own, in a daemon thread.
 
     ``start_timeout`` bounds the wait of the first request for the manager to
     start (``None``: no bound); a failure to start is raised to every request
-    that waits, and the next request tries again.
+    that waits, and the next request tries again. ``companion``, if given, builds
+    a :class:`Companion` from the manager before it starts; it starts after the
+    manager and stops before it.
     """
 
     def __init__(
@@ -50,15 +70,18 @@ class ManagerThread:
         *,
         name: str = "clustersession",
         start_timeout: float | None = None,
+        companion: CompanionFactory | None = None,
     ) -> None:
         self._factory = factory
         self._name = name
         self._start_timeout = start_timeout
+        self._companion_factory = companion
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._manager: Manager | None = None
+        self._companion: Companion | None = None
         _RUNNING.add(self)
 
     # -- lifecycle -------------------------------------------------------------
@@ -67,6 +90,11 @@ class ManagerThread:
     def running(self) -> bool:
         """Whether this process's manager has started (and not stopped)."""
         return self._manager is not None and self._pid == os.getpid()
+
+    @property
+    def companion(self) -> Companion | None:
+        """This process's companion while it runs (None without one, or when stopped)."""
+        return self._companion if self.running else None
 
     def start(self) -> Manager:
         """Start the loop thread and the manager in this process, if not yet; return it."""
@@ -78,6 +106,7 @@ class ManagerThread:
                 return self._manager
             # Nothing inherited from a parent process is used: its thread is gone.
             self._manager, self._loop, self._thread = None, None, None
+            self._companion = None
             loop = asyncio.new_event_loop()
             ready = threading.Event()
             thread = threading.Thread(
@@ -86,9 +115,9 @@ class ManagerThread:
             thread.start()
             ready.wait()
             manager = self._factory_on(loop)
-            future = asyncio.run_coroutine_threadsafe(manager.start(), loop)
+            future = asyncio.run_coroutine_threadsafe(self._start_on_loop(manager), loop)
             try:
-                future.result(self._start_timeout)
+                companion = future.result(self._start_timeout)
             except BaseException:
                 future.cancel()
                 loop.call_soon_threadsafe(loop.stop)
@@ -96,9 +125,33 @@ class ManagerThread:
                 loop.close()
                 raise
             self._loop, self._thread, self._manager = loop, thread, manager
+            self._companion = companion
             self._pid = os.getpid()
             logger.info("session manager started in process %d", self._pid)
             return manager
+
+    async def _start_on_loop(self, manager: Manager) -> Companion | None:
+        """Build the companion, start the manager, then start the companion.
+
+        Built first: it listens on the manager's channel before that joins, so it
+        hears every message sent to the new member (a deploy announced the moment
+        the member shows up); started after, once the manager serves.
+        """
+        if self._companion_factory is None:
+            await manager.start()
+            return None
+        companion = self._companion_factory(manager)
+        try:
+            await manager.start()
+        except BaseException:
+            await companion.stop()
+            raise
+        try:
+            await companion.start()
+        except BaseException:
+            await _stop(manager, companion)  # a member without its companion is not what was asked
+            raise
+        return companion
 
     def _factory_on(self, loop: asyncio.AbstractEventLoop) -> Manager:
         # Built on the loop thread: a manager may create asyncio objects as it is built.
@@ -119,9 +172,10 @@ class ManagerThread:
             manager, loop, thread = self._manager, self._loop, self._thread
             if manager is None or loop is None or thread is None or self._pid != os.getpid():
                 return
+            companion, self._companion = self._companion, None
             self._manager, self._loop, self._thread = None, None, None
             try:
-                asyncio.run_coroutine_threadsafe(manager.stop(), loop).result(timeout)
+                asyncio.run_coroutine_threadsafe(_stop(manager, companion), loop).result(timeout)
             except Exception:
                 logger.exception("session manager did not stop cleanly")
             loop.call_soon_threadsafe(loop.stop)
@@ -208,6 +262,15 @@ class ManagerThread:
         loop = self._loop
         assert loop is not None, "start() first"
         return asyncio.run_coroutine_threadsafe(work, loop).result()
+
+
+async def _stop(manager: Manager, companion: Companion | None) -> None:
+    """The companion first (it uses the manager's channel), then the manager."""
+    try:
+        if companion is not None:
+            await companion.stop()
+    finally:
+        await manager.stop()
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

@@ -58,6 +58,7 @@ from ..sessions.managers import manager_for
 from ..sessions.session import Session, UnserialisableChange
 from ..sessions.threaded import ManagerThread, build_at_start_all
 from .cookies import SessionCookie
+from .farm import farm_for
 from .front import SessionFront
 
 logger = logging.getLogger("clustersession")
@@ -157,6 +158,7 @@ def _build_engine() -> Engine:
     manager = ManagerThread(
         lambda: manager_for(config, listeners=listeners, idle_timeout=idle),
         name="clustersession-django",
+        companion=farm_for(config),
     )
     return Engine(config, front, manager)
 

@@ -33,6 +33,7 @@ from ..sessions.managers import manager_for
 from ..sessions.session import Session
 from ..sessions.threaded import ManagerThread
 from .cookies import SameSite, SessionCookie
+from .farm import farm_for
 from .front import SessionFront
 
 # Flask spells SameSite "Lax"/"Strict"/"None"; the cookie is written as every other
@@ -151,8 +152,9 @@ class ClusterSessionInterface(SessionInterface):
         self._settings = config if config is not None else ClusterConfig()
         self._listeners = tuple(listeners)
         self._app_front: _AppFront | None = None
-        self.manager = ManagerThread(self._new_manager)
-        """This process's manager: started by the first request, stopped at exit."""
+        self.manager = ManagerThread(self._new_manager, companion=farm_for(self._settings))
+        """This process's manager (and farm deployer, with ``[deployer]``): started by the
+        first request, stopped at exit."""
         limited = self._settings.manager.max_active_sessions >= 0
         self._may_create = self.manager.may_create if limited else None
 

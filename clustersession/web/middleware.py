@@ -15,6 +15,7 @@ from ..sessions.managers import manager_for
 from ..sessions.session import Session
 from .adapter import SessionAdapter
 from .cookies import SessionCookie
+from .farm import farm_for
 from .front import CookieAction
 
 
@@ -122,13 +123,15 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
     async def _start(self) -> None:
         """Start the manager, then the farm deployer when ``[deployer]`` is configured.
 
-        The deployer shares the manager's channel (one per process; its payloads
-        are marked as an application's, see ``channel.application``); a manager
-        without one (not distributable) leaves the deployer to make its own.
+        The deployer shares the manager's channel (see :mod:`.farm`, which the
+        WSGI adapters use too).
         """
+        build_farm = farm_for(self.config)
+        if build_farm is not None and self.farm is None:
+            # Built before the channel joins, so it hears every request (see web.farm).
+            self.farm = build_farm(self.manager)
         await self.manager.start()
-        if self.config.deployer.enabled and self.farm is None:
-            self.farm = FarmDeployer(self.config, channel=self.manager.channel)
+        if self.farm is not None:
             await self.farm.start()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:

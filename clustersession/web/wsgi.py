@@ -5,7 +5,8 @@ The same arguments, cookie, ids and semantics as
 :class:`~.front.SessionFront`); the session is ``environ["clustersession.session"]``.
 The manager runs on its own event loop thread (:class:`ManagerThread`), started
 by the first request of the serving process, so it works under any WSGI server
-(gunicorn sync and gthread workers, waitress, mod_wsgi) with no hooks.
+(gunicorn sync and gthread workers, waitress, mod_wsgi) with no hooks. With
+``[deployer]`` configured, the farm deployer starts and stops with it (:mod:`.farm`).
 
 Changes are committed when the response's iterable is exhausted or closed; the
 last chunk is held back until then, so with send options 2 and 6 it reaches the
@@ -23,6 +24,7 @@ from ..sessions.managers import manager_for
 from ..sessions.session import Session
 from ..sessions.threaded import ManagerThread
 from .adapter import SessionAdapter
+from .farm import farm_for
 from .front import CookieAction
 
 ENVIRON_KEY = "clustersession.session"
@@ -54,7 +56,10 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
 
     def _build_manager(self, listeners: Sequence[SessionListener]) -> ManagerThread:
         settings, idle = self.config, self.front.idle_timeout
-        return ManagerThread(lambda: manager_for(settings, listeners=listeners, idle_timeout=idle))
+        return ManagerThread(
+            lambda: manager_for(settings, listeners=listeners, idle_timeout=idle),
+            companion=farm_for(settings),
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         manager = self.manager

@@ -18,6 +18,7 @@ from clustersession.deploy import Entry, FarmClient, FarmDeployer
 from clustersession.deploy.transfer import FileSource, TransferError
 from clustersession.deploy.wire import Kind, Message, encode
 from clustersession.sessions.delta_manager import DeltaManager
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -91,6 +92,27 @@ async def test_deploy_reaches_every_node_in_chunks_and_skips_what_is_there(farm:
     again = await client.deploy(src, "app.whl", [n.channel.local for n in nodes])
     assert set(again.details.values()) == {"already deployed"}
     assert sum(n.deployed for n in nodes) == 3
+
+
+async def test_a_request_that_comes_before_start_waits_for_it(farm: Farm) -> None:
+    """Adapters build the deployer before the shared channel joins: nothing said to the
+    new member is lost, and nothing is handled before its directories are ready."""
+    config = farm.node_config(0)
+    node = FarmDeployer(config, channel=farm.network.channel(config))
+    await node.channel.start()  # the member is seen; the deployer has not started
+    client, channel = await farm.tool()
+    src = artifact(farm.root, "early.bin", 3000)
+    members = await client.wait_for_nodes(1, 5)
+    deploying = asyncio.ensure_future(client.deploy(src, "early.bin", members))
+    assert await eventually(lambda: len(node.endpoint.tasks) == 1)  # ANNOUNCE, held
+    assert not node.store.deploy_dir.exists()
+    await node.start()
+    farm.nodes.append(node)
+    outcome = await asyncio.wait_for(deploying, 10)
+    assert outcome.ok, outcome.failed
+    assert deployed(node, "early.bin") == src.read_bytes()
+    await client.stop()
+    await channel.stop()
 
 
 async def test_undeploy_removes_it_everywhere(farm: Farm) -> None:
@@ -264,6 +286,37 @@ async def test_the_session_floor_ignores_farm_payloads_and_tool_members() -> Non
         assert manager.counters.bad_messages == 0
     finally:
         await manager.stop()
+        await tool.stop()
+
+
+async def test_session_deltas_and_touches_go_to_nodes_never_to_tool_members() -> None:
+    """With send options 2 and 6, a delta sent to the command would make every commit
+    wait for a tool busy serving chunks; it holds no sessions anyway."""
+    from clustersession.channel.application import is_application_payload
+    from clustersession.sessions.change import Change
+
+    network = InMemoryNetwork(seed=4)
+    managers = []
+    for route in ("n1", "n2"):
+        config = ClusterConfig(jvm_route=route, allow_insecure=True, distributable=True)
+        managers.append(DeltaManager(config, channel=network.channel(config)))
+    tool = network.channel(ClusterConfig(allow_insecure=True), tool=True)
+    heard: list[bytes] = []
+    tool.add_listener(lambda message: heard.append(message.payload))
+    await tool.start()
+    for manager in managers:
+        await manager.start()
+    try:
+        n1, n2 = managers
+        assert await eventually(lambda: len(n1.channel.members) == 2)  # n2 and the tool
+        await n1.replication.send_delta([Change("t0", 1.0)])
+        n1.keepalive.touched("t0", 2.0)
+        await n1.keepalive.flush()
+        assert await eventually(lambda: n2.counters.deltas_received == 1)
+        assert [p for p in heard if not is_application_payload(p)] == []
+    finally:
+        for manager in reversed(managers):
+            await manager.stop()
         await tool.stop()
 
 
