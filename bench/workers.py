@@ -31,13 +31,12 @@ from typing import Any, Final
 
 from bench.cluster.nodes import Ports
 from bench.cluster.state import rss_kb
-from bench.wrk import realistic_session, stop_group
+from bench.wrk import http_get, realistic_session, stop_group
 from bench.wsgi_overhead import (
     CLUSTER_SECRET,
     THREADS,
     Server,
     cluster_env,
-    get,
     log_tail,
     start_gunicorn,
     stats,
@@ -87,7 +86,7 @@ def write_sessions(server: Server, count: int) -> None:
     """``count`` new sessions via ``GET /login``, each on a connection of its own."""
 
     def one(_: int) -> None:
-        status, cookies, _body = get(server.port, "/login")
+        status, cookies, _body = http_get(server.port, "/login")
         if status != 200 or not cookies:
             raise RuntimeError(f"{server.name}: GET /login answered {status} without a cookie")
 
