@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from .channel import GroupChannel, Member
-from .channel.__main__ import load_config
 from .channel.__main__ import main as members_main
-from .config import ClusterConfig, ConfigError
+from .channel.__main__ import setup
+from .config import ClusterConfig
 from .deploy import BadName, Entry, FarmClient, Outcome, check_name
 
 
@@ -138,13 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return members_main(argv[1:])  # the channel's own CLI, unchanged
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
-    try:
-        config = load_config(args)
-    except (ConfigError, OSError) as exc:
-        parser.error(str(exc))
+    config = setup(parser, args)
     if args.action == "deploy" and not args.path.is_file():
         parser.error(f"{args.path} is not a file")
     try:

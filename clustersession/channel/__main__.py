@@ -71,6 +71,17 @@ def load_config(args: argparse.Namespace) -> ClusterConfig:
     return ClusterConfig.from_env()
 
 
+def setup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClusterConfig:
+    """Log to stderr at ``--log-level``, and load the config (a bad one ends the command)."""
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    try:
+        return load_config(args)
+    except (ConfigError, OSError) as exc:
+        parser.error(str(exc))
+
+
 async def run(
     config: ClusterConfig, printer: _Printer, duration: float | None, load: float = 0.0
 ) -> None:
@@ -107,13 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "--load", type=float, default=0.0, help="send this many test messages/s to all members"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
-    try:
-        config = load_config(args)
-    except (ConfigError, OSError) as exc:
-        parser.error(str(exc))
+    config = setup(parser, args)
     try:
         printer = _Printer(sys.stdout, as_json=args.json)
         asyncio.run(run(config, printer, args.duration, args.load))
