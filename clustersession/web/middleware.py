@@ -102,18 +102,32 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
                 await self._commit(session, scope["path"])
             return
 
+        # The start is held until the first body message: a response whose whole body
+        # is that message (an empty one above all: Content-Length 0 completes it with
+        # the headers) must not reach the client before its changes are committed.
+        held: Message | None = None
+
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            nonlocal held
+            kind = message["type"]
+            if kind == "http.response.start":
                 action = self.front.cookie_action(session)
                 if action is not None:
                     _apply(action, message)
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                held = message
+                return
+            if kind == "http.response.body" and not message.get("more_body"):
                 # Before the last chunk goes out, so a client that has its response
                 # finds its writes on its next request.
                 await self._commit(session, scope["path"])
+            if held is not None:
+                start, held = held, None
+                await send(start)
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+        if held is not None:  # a start with no body after it: send what the app sent
+            await send(held)
 
     async def _commit(self, session: Session, path: str) -> None:
         commit = self.front.commit(session, path, now=self.manager.clock())

@@ -8,6 +8,7 @@ configured by ``CLUSTERSESSION_*`` variables.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any, Final
@@ -137,5 +138,12 @@ def create_app(
 
 
 def from_env() -> ClusterSessionMiddleware:
-    """uvicorn ``--factory`` entry: configured from the environment, with a :class:`Recorder`."""
+    """uvicorn ``--factory`` entry: configured from the environment, with a :class:`Recorder`.
+
+    ``TEST_NODE_LOG=INFO`` (say) logs the library at that level to stderr,
+    for reading a node's log after a failure.
+    """
+    level = os.environ.get("TEST_NODE_LOG")
+    if level:
+        logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
     return create_app(ClusterConfig.from_env(), [Recorder()])

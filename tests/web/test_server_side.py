@@ -15,7 +15,13 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from clustersession import ClusterConfig, ClusterSessionMiddleware, Session
+from clustersession import (
+    AttributeEvent,
+    ClusterConfig,
+    ClusterSessionMiddleware,
+    Session,
+    SessionListener,
+)
 
 from ..support.polling import wait_for
 
@@ -407,3 +413,31 @@ def test_a_value_that_does_not_decode_is_left_out_and_the_session_still_serves(
         assert client.get("/").json() == {"user": "ann"}
     assert "attribute 'x' does not decode" in caplog.text
     assert client.post("/update", json={"cart": 1}).json() == {"user": "ann", "cart": 1}
+
+
+@pytest.mark.anyio
+async def test_an_empty_response_goes_out_only_after_its_commit() -> None:
+    # Content-Length 0 completes a response with its headers: they must wait for the
+    # commit too, or a client could read another node before the change is there.
+    order: list[str] = []
+
+    class Committed(SessionListener):
+        def attribute_added(self, event: AttributeEvent) -> None:
+            order.append("committed")
+
+    async def empty(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"]["k"] = "v"
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = ClusterSessionMiddleware(empty, secret_key="s", listeners=[Committed()])
+    scope = {"type": "http", "path": "/", "headers": [], "method": "POST"}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        order.append(message["type"])
+
+    await middleware(scope, receive, send)
+    assert order == ["committed", "http.response.start", "http.response.body"]
