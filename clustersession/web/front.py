@@ -99,10 +99,9 @@ class SessionFront:
         Without ``config``, one node, and ``max_age`` is also the idle timeout
         (``None``: Tomcat's 30 minutes; ``<= 0``: nothing outlives its request).
         With it, the idle timeout is ``config.manager.max_inactive_interval``, the
-        route ``config.jvm_route``, and ``secret_key`` defaults to ``config.secret``.
+        route ``config.jvm_route``, and ``secret_key`` defaults to ``config.secret``
+        (the adapter refuses to have neither, naming itself).
         """
-        if secret_key is None and config is None:
-            raise TypeError("a session middleware needs secret_key=... or config=...")
         settings = config if config is not None else ClusterConfig()
         secret = secret_key if secret_key is not None else settings.secret
         cookie = SessionCookie(
