@@ -23,6 +23,7 @@ C = TypeVar("C", bound=BaseClusterConfig)
 # Settings whose strings need more than a type conversion.
 _PARSERS: Final[dict[str, Callable[[str, object], object]]] = {
     "channel_send_options": parse_send_options,
+    "manager.map_send_options": parse_send_options,
 }
 
 

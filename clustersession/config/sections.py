@@ -29,10 +29,14 @@ from .checks import (
     split_host_port,
 )
 from .errors import ConfigError
+from .send_options import check_send_options
 
 MiB: Final = 1024 * 1024
 
 MembershipKind = Literal["multicast", "static", "dns"]
+ManagerKind = Literal["delta", "backup"]
+MANAGER_KINDS: Final = ("delta", "backup")
+MAX_BACKUPS: Final = 3
 MEMBERSHIP_KINDS: Final = ("multicast", "static", "dns")
 
 # Interceptor names in `interceptors.order`; each has a settings section of the same name.
@@ -312,8 +316,13 @@ class InterceptorsConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ManagerConfig:
-    """Session manager (Tomcat ``<Manager>``, DeltaManager: every session on every node).
+    """Session manager (Tomcat ``<Manager>``).
 
+    ``kind`` picks it: ``"delta"`` (DeltaManager: every session on every node) or
+    ``"backup"`` (BackupManager: a primary and ``backups`` copies per session, a
+    small proxy entry elsewhere). ``map_send_options``, ``rpc_timeout`` (ms),
+    ``access_timeout`` (ms) and ``terminate_on_start_failure`` are BackupManager's,
+    with Tomcat's names, units and defaults; ``backups`` (1..3) is ours.
     ``max_inactive_interval`` (seconds, Tomcat's session-timeout x 60; <= 0 never
     expires) and ``expiry_sweep_interval`` (seconds; Tomcat's
     processExpiresFrequency x backgroundProcessorDelay) are ours; the other names
@@ -321,6 +330,12 @@ class ManagerConfig:
     forever, 0 do not wait).
     """
 
+    kind: ManagerKind = "delta"
+    backups: int = 1
+    map_send_options: int = 6
+    rpc_timeout: int = 15000
+    access_timeout: int = 5000
+    terminate_on_start_failure: bool = False
     max_inactive_interval: int = 1800
     expiry_sweep_interval: float = 60.0
     expire_sessions_on_shutdown: bool = False
@@ -337,6 +352,12 @@ class ManagerConfig:
 
     def __post_init__(self) -> None:
         p = "manager."
+        check_choice(p + "kind", self.kind, MANAGER_KINDS)
+        check_int(p + "backups", self.backups, minimum=1, maximum=MAX_BACKUPS)
+        check_send_options(p + "map_send_options", self.map_send_options)
+        check_int(p + "rpc_timeout", self.rpc_timeout, minimum=1)
+        check_int(p + "access_timeout", self.access_timeout, minimum=1)
+        check_bool(p + "terminate_on_start_failure", self.terminate_on_start_failure)
         check_int(p + "max_inactive_interval", self.max_inactive_interval)
         _set(
             self,
@@ -518,6 +539,8 @@ UNITS: Final[dict[str, str]] = {
     "interceptors.failure_detector.remove_suspects_timeout": "s",
     "interceptors.dispatch.max_queue_size": "bytes",
     "interceptors.encrypt.replay_window_time": "ms",
+    "manager.rpc_timeout": "ms",
+    "manager.access_timeout": "ms",
     "manager.max_inactive_interval": "s",
     "manager.expiry_sweep_interval": "s",
     "manager.state_transfer_timeout": "s",

@@ -51,6 +51,13 @@ MANAGER_ATTRS: Final = {
     # Tomcat 7 kept the timeout (seconds) on the Manager; later versions use web.xml.
     "maxInactiveInterval": "manager.max_inactive_interval",
 }
+# BackupManager's own attributes (only on a <Manager className="...BackupManager">).
+BACKUP_MANAGER_ATTRS: Final = {
+    "mapSendOptions": "manager.map_send_options",
+    "rpcTimeout": "manager.rpc_timeout",
+    "accessTimeout": "manager.access_timeout",
+    "terminateOnStartFailure": "manager.terminate_on_start_failure",
+}
 MANAGER_REASONS: Final = {
     "name": "the manager is identified by the application",
     "notifyContainerListenersOnReplication": "Starlette has no container listeners",
@@ -421,8 +428,13 @@ class _ServerXml:
                 )
 
     def _manager(self, elem: ET.Element) -> None:
-        self.check_class(elem, HA + "session.DeltaManager", "DeltaManager")
-        self.attrs(elem, MANAGER_ATTRS, MANAGER_REASONS, skip=("processExpiresFrequency",))
+        mapping = MANAGER_ATTRS
+        if is_class(elem.get("className"), HA + "session.BackupManager"):
+            self.put("manager.kind", "backup", elem, "className")
+            mapping = {**MANAGER_ATTRS, **BACKUP_MANAGER_ATTRS}
+        else:
+            self.check_class(elem, HA + "session.DeltaManager", "DeltaManager")
+        self.attrs(elem, mapping, MANAGER_REASONS, skip=("processExpiresFrequency",))
         if elem.get("processExpiresFrequency") is not None:
             key = "manager.expiry_sweep_interval"
             frequency = self.int_attr(elem, "processExpiresFrequency", key, 6)

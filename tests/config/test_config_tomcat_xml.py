@@ -228,7 +228,7 @@ def test_no_cluster_element_means_local_sessions(caplog: pytest.LogCaptureFixtur
 def test_wrong_and_unknown_classes_are_warned(caplog: pytest.LogCaptureFixture) -> None:
     xml = """
     <Cluster className="org.apache.catalina.ha.tcp.SimpleTcpCluster" channelStartOptions="3">
-      <Manager className="org.apache.catalina.ha.session.BackupManager"
+      <Manager className="com.example.PersistentManager"
                mapSendOptions="6" notifyListenersOnReplication="false"/>
       <Channel className="org.apache.catalina.tribes.group.GroupChannel" heartbeatSleeptime="1">
         <Membership className="org.apache.catalina.tribes.membership.McastService" soTimeout="9"/>
@@ -249,8 +249,9 @@ def test_wrong_and_unknown_classes_are_warned(caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.WARNING, logger="clustersession.config"):
         config = ClusterConfig.from_tomcat_xml(xml, environ={})
     text = caplog.text
-    assert "BackupManager" in text and "DeltaManager semantics are used" in text
-    assert "mapSendOptions" in text
+    assert "PersistentManager" in text and "DeltaManager semantics are used" in text
+    assert "mapSendOptions" in text  # BackupManager's attribute, on another manager
+    assert config.manager.kind == "delta"
     assert config.manager.notify_listeners_on_replication is False
     for name in (
         "channelStartOptions",
@@ -272,6 +273,38 @@ def test_wrong_and_unknown_classes_are_warned(caplog: pytest.LogCaptureFixture) 
     assert config.interceptors.order == ("failure_detector", "dispatch")
     # Valves were configured, none of them the route binder.
     assert config.valves.route_binder.enabled is False
+
+
+def test_backup_manager_and_its_attributes(caplog: pytest.LogCaptureFixture) -> None:
+    xml = """
+    <Cluster className="org.apache.catalina.ha.tcp.SimpleTcpCluster">
+      <Manager className="org.apache.catalina.ha.session.BackupManager" mapSendOptions="8"
+               rpcTimeout="3000" accessTimeout="2000" terminateOnStartFailure="true"
+               maxActiveSessions="100" notifyListenersOnReplication="false"/>
+    </Cluster>
+    """
+    with caplog.at_level(logging.WARNING, logger="clustersession.config"):
+        config = ClusterConfig.from_tomcat_xml(xml, environ={})
+    manager = config.manager
+    assert manager.kind == "backup" and manager.backups == 1  # Tomcat: exactly one backup
+    assert (manager.map_send_options, manager.rpc_timeout, manager.access_timeout) == (
+        8,
+        3000,
+        2000,
+    )
+    assert manager.terminate_on_start_failure is True
+    assert manager.max_active_sessions == 100
+    assert manager.notify_listeners_on_replication is False
+    assert "BackupManager" not in caplog.text  # nothing ignored
+
+
+def test_backup_manager_short_name_and_bad_send_options() -> None:
+    short = '<Cluster><Manager className="BackupManager" mapSendOptions="ack,sync"/></Cluster>'
+    config = ClusterConfig.from_tomcat_xml(short, environ={})
+    assert (config.manager.kind, config.manager.map_send_options) == ("backup", 6)
+    bad = '<Cluster><Manager className="BackupManager" mapSendOptions="udp"/></Cluster>'
+    with pytest.raises(ConfigError, match="map_send_options"):
+        ClusterConfig.from_tomcat_xml(bad, environ={})
 
 
 def test_static_membership_interceptor_becomes_static_membership(

@@ -188,6 +188,23 @@ def test_from_env_alone() -> None:
     assert config.manager.session_attribute_name_filter is None
 
 
+def test_backup_manager_from_toml_and_env(tmp_path: Path) -> None:
+    toml = '[manager]\nkind = "backup"\nbackups = 2\nmap_send_options = "ack"\n'
+    config = ClusterConfig.load(write(tmp_path, toml), environ={})
+    assert (config.manager.kind, config.manager.backups, config.manager.map_send_options) == (
+        "backup",
+        2,
+        2,
+    )
+    environ = {"CLUSTERSESSION_MANAGER__KIND": "delta", "CLUSTERSESSION_MANAGER__BACKUPS": "3"}
+    config = ClusterConfig.load(write(tmp_path, toml), environ=environ)
+    assert (config.manager.kind, config.manager.backups) == ("delta", 3)
+    assert ClusterConfig().manager.kind == "delta"  # the default stays the seed's
+    for bad in ({"CLUSTERSESSION_MANAGER__KIND": "lazy"}, {"CLUSTERSESSION_MANAGER__BACKUPS": "4"}):
+        with pytest.raises(ConfigError, match="manager"):
+            ClusterConfig.from_env(bad)
+
+
 def test_from_env_empty_is_defaults() -> None:
     assert ClusterConfig.from_env({}) == ClusterConfig()
 
