@@ -28,6 +28,7 @@ from ..config import ClusterConfig
 from .anti_entropy import AntiEntropy
 from .change import Change
 from .context import ReplicationContext
+from .ids import loggable_id
 from .keepalive import KeepAlive
 from .listeners import AttributeEvent, SessionEvent, SessionListener
 from .manager import ClusterView, Opened, ReplicationCounters, ReplicationView
@@ -138,7 +139,10 @@ class DeltaManager(StampedStore):
         ):
             return Opened(record)
         logger.info(
-            "session %.8s…: route %s is gone, now %s", record.token, record.route, local_route
+            "session %s: route %s is gone, now %s",
+            loggable_id(record.token),
+            record.route,
+            local_route,
         )
         self.reroute(record, local_route)
         return Opened(record, rerouted=True)

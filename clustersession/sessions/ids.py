@@ -25,6 +25,17 @@ _KEY_LABEL = b"clustersession/v1/session-id"
 _VERIFIED_CACHE = 65536
 
 
+def loggable_id(value: str | None) -> str:
+    """The first 8 characters of a session id or cookie value, for logs.
+
+    A whole id is a usable credential (whoever reads the log can replay it), so
+    no log line carries one; 8 characters still tell sessions apart when reading.
+    """
+    if value is None:
+        return "<none>"
+    return value[:8] + "…"
+
+
 def join_id(token: str, route: str | None) -> str:
     """The id as the client sees it: ``token.route``, or the bare token without a route."""
     return f"{token}.{route}" if route else token

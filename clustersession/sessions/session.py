@@ -10,7 +10,7 @@ from typing import Any
 from starlette.middleware.sessions import Session as StarletteSession
 
 from . import codec
-from .ids import SessionIds, join_id
+from .ids import SessionIds, join_id, loggable_id
 from .record import SessionDelta, SessionRecord
 
 logger = logging.getLogger("clustersession")
@@ -283,6 +283,7 @@ class Session(StarletteSession):
             and not set_values
             and not removed
             and not self.modified
+            and not errors  # else the failure would go unreported
             and now - record.last_accessed_at < ACCESS_RESOLUTION
         ):
             return deltas  # nothing changed, and its access time is fresh enough
@@ -349,8 +350,8 @@ def _decode_all(token: str, stored: dict[str, bytes]) -> dict[str, Any]:
             try:
                 values[key] = codec.decode(data)
             except codec.CodecError as exc:
-                logger.error("session %.8s…: attribute %r does not decode, left out: %s",
-                             token, key, exc)  # fmt: skip
+                logger.error("session %s: attribute %r does not decode, left out: %s",
+                             loggable_id(token), key, exc)  # fmt: skip
         return values
 
 

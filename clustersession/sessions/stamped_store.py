@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from . import codec
 from .change import Change, Effect, full_digest, merge, new_record, snapshot
 from .clock import HybridClock, stamp_time
+from .ids import loggable_id
 from .listeners import AttributeEvent, DestroyReason, SessionEvent, SessionListener
 from .record import SessionDelta, SessionRecord
 from .store import SessionStore
@@ -326,7 +327,9 @@ class StampedStore:
                 self.apply(change, remote=True)
             except Exception:
                 failed += 1
-                logger.exception("could not apply a change to session %.8s…", change.token)
+                logger.exception(
+                    "could not apply a change to session %s", loggable_id(change.token)
+                )
         return failed
 
     def _tombstone(self, token: str, stamp: int) -> None:

@@ -52,7 +52,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ..config import ClusterConfig
-from ..sessions.ids import SessionIds
+from ..sessions.ids import SessionIds, loggable_id
 from ..sessions.listeners import SessionListener
 from ..sessions.managers import manager_for
 from ..sessions.session import Session, UnserialisableChange
@@ -221,7 +221,7 @@ def _request_finished(**_: object) -> None:
             store.finish()
         except Exception:  # the response is gone: log, and let the other stores finish
             logger.exception("session %s: committing at the end of the request failed",
-                             store.session_key)  # fmt: skip
+                             loggable_id(store.session_key))  # fmt: skip
 
 
 request_started.connect(_request_started, dispatch_uid="clustersession.django.started")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import ClusterConfig
-from ..sessions.ids import SessionIds
+from ..sessions.ids import SessionIds, loggable_id
 from ..sessions.manager import Opened
 from ..sessions.record import SessionDelta
 from ..sessions.session import Session, UnserialisableChange
@@ -140,7 +140,9 @@ class SessionFront:
             parsed = self.ids.parse(cookie_value)
             if parsed is None:
                 logger.debug(
-                    "refused session cookie %.60r: malformed or bad signature", cookie_value
+                    "refused session cookie %r (%d characters): malformed or bad signature",
+                    loggable_id(cookie_value),
+                    len(cookie_value),
                 )
             else:
                 token, cookie_route = parsed
@@ -191,7 +193,7 @@ class SessionFront:
         try:
             deltas = session.changes(now)
         except UnserialisableChange as exc:
-            logger.error("session %s: not saved: %s", session.id, exc)
+            logger.error("session %s: not saved: %s", loggable_id(session.id), exc)
             deltas = exc.deltas
         if session.retired and not session.was_invalidated:
             if any(not delta.is_access_only for delta in deltas):
