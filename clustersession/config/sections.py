@@ -325,9 +325,14 @@ class ManagerConfig:
     with Tomcat's names, units and defaults; ``backups`` (1..3) is ours.
     ``max_inactive_interval`` (seconds, Tomcat's session-timeout x 60; <= 0 never
     expires) and ``expiry_sweep_interval`` (seconds; Tomcat's
-    processExpiresFrequency x backgroundProcessorDelay) are ours; the other names
-    and units are Tomcat's (``state_transfer_timeout`` in seconds: -1 wait
-    forever, 0 do not wait).
+    processExpiresFrequency x backgroundProcessorDelay) are ours, as are
+    ``rolling`` (the cookie is sent again on every request of a live session),
+    ``lifetime`` (seconds from creation after which a session is gone however
+    active; <= 0 no limit), ``principal_attribute`` and
+    ``max_sessions_per_principal`` (the admin API's "sessions of a user"), and
+    ``snapshot_path``/``snapshot_interval`` (seconds; sessions kept across a
+    whole-farm restart); the other names and units are Tomcat's
+    (``state_transfer_timeout`` in seconds: -1 wait forever, 0 do not wait).
     """
 
     kind: ManagerKind = "delta"
@@ -349,6 +354,12 @@ class ManagerConfig:
     record_all_actions: bool = False
     max_active_sessions: int = -1
     session_attribute_name_filter: str | None = None
+    rolling: bool = False
+    lifetime: int = 0
+    principal_attribute: str | None = None
+    max_sessions_per_principal: int = -1
+    snapshot_path: str | None = None
+    snapshot_interval: float = 60.0
 
     def __post_init__(self) -> None:
         p = "manager."
@@ -358,6 +369,35 @@ class ManagerConfig:
         check_int(p + "rpc_timeout", self.rpc_timeout, minimum=1)
         check_int(p + "access_timeout", self.access_timeout, minimum=1)
         check_bool(p + "terminate_on_start_failure", self.terminate_on_start_failure)
+        check_bool(p + "rolling", self.rolling)
+        check_int(p + "lifetime", self.lifetime)
+        if self.principal_attribute is not None:
+            name = check_str(p + "principal_attribute", self.principal_attribute)
+            if not name:
+                raise ConfigError(p + "principal_attribute", name, "is empty", "an attribute name")
+        check_int(
+            p + "max_sessions_per_principal",
+            self.max_sessions_per_principal,
+            minimum=1,
+            extra=(-1,),
+            allowed="-1 (no limit) or an integer >= 1",
+        )
+        if self.max_sessions_per_principal > 0 and self.principal_attribute is None:
+            raise ConfigError(
+                p + "max_sessions_per_principal",
+                self.max_sessions_per_principal,
+                "needs manager.principal_attribute (which attribute names the user)",
+                "-1, or set manager.principal_attribute",
+            )
+        if self.snapshot_path is not None:
+            path = check_str(p + "snapshot_path", self.snapshot_path)
+            if not path:
+                raise ConfigError(p + "snapshot_path", path, "is empty", "a file path, or unset")
+        _set(
+            self,
+            "snapshot_interval",
+            check_float(p + "snapshot_interval", self.snapshot_interval),
+        )
         check_int(p + "max_inactive_interval", self.max_inactive_interval)
         _set(
             self,
@@ -545,6 +585,8 @@ UNITS: Final[dict[str, str]] = {
     "manager.expiry_sweep_interval": "s",
     "manager.state_transfer_timeout": "s",
     "manager.send_all_sessions_wait_time": "ms",
+    "manager.lifetime": "s",
+    "manager.snapshot_interval": "s",
     "deployer.process_deploy_frequency": "s",
     "deployer.max_artifact_size": "bytes",
 }

@@ -68,6 +68,7 @@ class DeltaManager(StampedStore):
             node=int.from_bytes(self.channel.local.id[:4], "big"),
             max_active_sessions=config.manager.max_active_sessions,
             replicated_names=config.manager.session_attribute_name_filter,
+            lifetime=config.manager.lifetime,
         )
         self.counters = ReplicationCounters()
         # Periodic work runs until stop; the rest (sends, answers) gets a moment to finish.
@@ -254,7 +255,12 @@ class DeltaManager(StampedStore):
     # -- expiry and listeners ----------------------------------------------------------
 
     def is_expired(self, record: SessionRecord, now: float) -> bool:
-        """Owners expire on time; copies wait for keep-alives that may be in flight."""
+        """Owners expire on time; copies wait for keep-alives that may be in flight.
+
+        The absolute lifetime needs no grace: the creation time is the same everywhere.
+        """
+        if self.outlived(record, now):
+            return True
         interval = record.max_inactive_interval
         if interval <= 0:
             return False

@@ -24,4 +24,5 @@ def manager_for(
         listeners=listeners,
         default_interval=idle_timeout,
         max_active_sessions=config.manager.max_active_sessions,
+        lifetime=config.manager.lifetime,
     )

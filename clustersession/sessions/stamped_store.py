@@ -44,6 +44,9 @@ class StampedStore:
     sessions a request may start here; replicated copies count, as in Tomcat.
     ``replicated_names`` (Tomcat's ``sessionAttributeNameFilter``, a regex) is the
     attribute names that leave this node; others stay local (``None``: all leave).
+    ``lifetime`` (seconds, ``<= 0``: none) is the absolute lifetime: a session
+    created longer ago is expired however active (every node knows the creation
+    time, which travels with the session, so every node decides alike).
     """
 
     def __init__(
@@ -56,8 +59,10 @@ class StampedStore:
         node: int | None = None,
         max_active_sessions: int = -1,
         replicated_names: str | None = None,
+        lifetime: int = 0,
     ) -> None:
         self.store = SessionStore()
+        self.lifetime = lifetime
         self.sweep_interval = sweep_interval
         self.listeners = tuple(listeners)
         self.clock = clock
@@ -133,7 +138,11 @@ class StampedStore:
 
     def is_expired(self, record: SessionRecord, now: float) -> bool:
         """Whether this node considers ``record`` expired at ``now``."""
-        return record.is_expired(now)
+        return record.is_expired(now) or self.outlived(record, now)
+
+    def outlived(self, record: SessionRecord, now: float) -> bool:
+        """Whether ``record`` is older than the absolute ``lifetime`` at ``now``."""
+        return 0 < self.lifetime <= now - record.created_at
 
     def sweep(self) -> int:
         """Destroy every expired session now, forget old tombstones; return how many expired."""

@@ -42,6 +42,8 @@ class SessionAdapter(Generic[App, M]):
     Without ``config`` the app runs one node and ``max_age`` is also the idle
     timeout; with it, the idle timeout is ``config.manager.max_inactive_interval``,
     the route ``config.jvm_route``, and ``secret_key`` defaults to ``config.secret``.
+    ``rolling`` (default ``config.manager.rolling``, starsessions' name) sends the
+    cookie again on every response of a live session, reads included.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class SessionAdapter(Generic[App, M]):
         *,
         config: ClusterConfig | None = None,
         listeners: Sequence[SessionListener] = (),
+        rolling: bool | None = None,
     ) -> None:
         if secret_key is None and config is None:
             raise TypeError(f"{type(self).__name__} needs secret_key=... or config=...")
@@ -73,6 +76,7 @@ class SessionAdapter(Generic[App, M]):
             domain=domain,
             partitioned=partitioned,
             config=config,
+            rolling=rolling,
         )
         self.manager: M = self._build_manager(listeners)
         limited = self.config.manager.max_active_sessions >= 0

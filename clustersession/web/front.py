@@ -57,7 +57,9 @@ class SessionFront:
     ``idle_timeout`` is the idle timeout of new sessions; ``expire_at_once``
     keeps nothing beyond the request (Starlette's ``max_age <= 0``);
     ``session_class`` is what :meth:`open` builds (a framework may need its own
-    subclass, as Flask's ``SessionMixin``).
+    subclass, as Flask's ``SessionMixin``); ``rolling`` (default
+    ``config.manager.rolling``) sends a live session's cookie again on every
+    response, reads included, so its ``Max-Age`` starts over.
     """
 
     def __init__(
@@ -69,8 +71,10 @@ class SessionFront:
         idle_timeout: int,
         expire_at_once: bool = False,
         session_class: type[Session] = Session,
+        rolling: bool | None = None,
     ) -> None:
         self.ids = ids
+        self.rolling = config.manager.rolling if rolling is None else rolling
         self.cookie = cookie
         self.idle_timeout = idle_timeout
         self.expire_at_once = expire_at_once
@@ -93,6 +97,7 @@ class SessionFront:
         domain: str | None,
         partitioned: bool,
         config: ClusterConfig | None,
+        rolling: bool | None = None,
     ) -> SessionFront:
         """From Starlette's ``SessionMiddleware`` arguments, as both middlewares take them.
 
@@ -124,6 +129,7 @@ class SessionFront:
             idle_timeout=idle_timeout,
             # Starlette refuses a cookie older than a non-positive max_age at once.
             expire_at_once=config is None and max_age is not None and max_age <= 0,
+            rolling=rolling,
         )
 
     def open(
@@ -173,7 +179,8 @@ class SessionFront:
         cookie again though nothing changed, so its Max-Age starts over (Flask's
         ``SESSION_REFRESH_EACH_REQUEST``).
         """
-        resend = session.cookie_stale or refresh
+        # rolling: a request that came with a live session gets its cookie again.
+        resend = session.cookie_stale or refresh or (self.rolling and not session.is_new)
         if not session.accessed and not resend:
             return None
         if session.retired and not session.was_invalidated:

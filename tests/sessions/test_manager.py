@@ -69,3 +69,20 @@ async def test_sweep_destroys_only_expired_sessions() -> None:
     assert [e.session_id for e in destroyed] == [short.id]
     assert destroyed[0].reason == "expired"
     assert len(manager.store) == 1
+
+
+async def test_lifetime_ends_an_active_session_counted_from_creation() -> None:
+    now = [1000.0]
+    ids = SessionIds(None, None)
+    manager = LocalManager(clock=lambda: now[0], lifetime=30)
+    session = Session(ids, None, default_max_inactive_interval=60, now=now[0])
+    session["user"] = "ann"
+    await manager.commit(session.changes(now[0]))
+    token = session.id
+    for _ in range(5):  # read every 5 s: never idle for long
+        now[0] += 5
+        reader = new_session(manager, ids, token)
+        assert reader["user"] == "ann"
+        await manager.commit(reader.changes(now[0]))
+    now[0] += 5  # 30 s after creation
+    assert manager.lookup(token) is None

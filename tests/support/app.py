@@ -105,7 +105,10 @@ class Recorder(SessionListener):
 
 
 def create_app(
-    config: ClusterConfig, listeners: Sequence[SessionListener] = ()
+    config: ClusterConfig,
+    listeners: Sequence[SessionListener] = (),
+    *,
+    max_age: int | None = 14 * 24 * 60 * 60,
 ) -> ClusterSessionMiddleware:
     """:data:`ROUTES`, ``/health``, ``/node`` and ``/state``, behind our middleware.
 
@@ -133,7 +136,9 @@ def create_app(
 
     routes = [*ROUTES, Route("/health", health), Route("/node", node), Route("/state", state)]
     inner = Starlette(routes=routes)
-    middleware = ClusterSessionMiddleware(inner, config=config, listeners=list(listeners))
+    middleware = ClusterSessionMiddleware(
+        inner, config=config, listeners=list(listeners), max_age=max_age
+    )
     return middleware
 
 
@@ -141,9 +146,11 @@ def from_env() -> ClusterSessionMiddleware:
     """uvicorn ``--factory`` entry: configured from the environment, with a :class:`Recorder`.
 
     ``TEST_NODE_LOG=INFO`` (say) logs the library at that level to stderr,
-    for reading a node's log after a failure.
+    for reading a node's log after a failure; ``TEST_COOKIE_MAX_AGE`` is the
+    cookie's Max-Age in seconds (default Starlette's 14 days).
     """
     level = os.environ.get("TEST_NODE_LOG")
     if level:
         logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
-    return create_app(ClusterConfig.from_env(), [Recorder()])
+    max_age = int(os.environ.get("TEST_COOKIE_MAX_AGE", 14 * 24 * 60 * 60))
+    return create_app(ClusterConfig.from_env(), [Recorder()], max_age=max_age)
