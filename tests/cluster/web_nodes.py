@@ -19,9 +19,10 @@ from .network import Host, Network
 class WebNode:
     """``uvicorn tests.support.app:from_env`` on one host; HTTP over a Unix socket."""
 
-    def __init__(self, network: Network, host: Host, **env: str) -> None:
+    def __init__(self, network: Network, host: Host, *, workers: int = 1, **env: str) -> None:
         self.network = network
         self.host = host
+        self.workers = workers
         self.env = {
             "CLUSTERSESSION_SECRET": SECRET,
             "CLUSTERSESSION_DISTRIBUTABLE": "true",
@@ -43,7 +44,7 @@ class WebNode:
         self.socket.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "uvicorn", "tests.support.app:from_env", "--factory",
                 "--uds", str(self.socket), "--lifespan", "on",
-                "--log-level", "warning"]  # fmt: skip
+                "--workers", str(self.workers), "--log-level", "warning"]  # fmt: skip
         with self.log.open("ab") as log:
             self.process = self.network.run(self.host, argv, env=self.env, stdout=log, stderr=log)
         if wait:
@@ -74,6 +75,14 @@ class WebNode:
         self.client.cookies.clear()
         headers = {"cookie": f"session={cookie}"} if cookie else {}
         return self.client.request(method, path, headers=headers, **kw)
+
+    def fresh(self, path: str, cookie: str | None = None) -> httpx.Response:
+        """A GET on a new connection, so that any worker may take it (not the last one)."""
+        headers = {"connection": "close"}
+        if cookie:
+            headers["cookie"] = f"session={cookie}"
+        self.client.cookies.clear()
+        return self.client.get(path, headers=headers)
 
     def state(self) -> dict[str, Any]:
         """The node's session fingerprint and listener log."""

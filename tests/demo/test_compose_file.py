@@ -123,7 +123,7 @@ def test_the_dns_profile_finds_peers_by_the_service_name(
     assert config.distributable
     assert config.membership.kind == "dns"
     assert config.membership.dns_name == DNS_NODE
-    assert config.receiver.auto_bind == 1  # every replica on receiver.port
+    assert config.receiver.auto_bind > 1  # a replica may run several workers
     assert config.valves.status.path == "/cluster-status"
 
 

@@ -225,16 +225,36 @@ class MembershipService:
         period = self.config.membership.frequency / 1000
         while True:
             timeout = self.detector.timeout  # stretched while this node is unhealthy
-            known = {(m.host, m.port) for m in self.table.members()}
             for host, port in await discovery.addresses():
-                address = (host, port)
-                if address in known or address in self._probing or self._is_self(host, port):
+                if (host, port) in self._probing:
                     continue
-                self._probing.add(address)
-                self._tasks.spawn(self._probe(host, port, timeout), f"clustersession-probe-{port}")
+                self._probing.add((host, port))
+                self._tasks.spawn(self._scan(host, port, timeout), f"clustersession-probe-{port}")
             for member in self.table.members():
                 self._tasks.spawn(self._ping(member, timeout), "clustersession-ping")
             await asyncio.sleep(period)
+
+    async def _scan(self, host: str, first: int, timeout: float) -> None:
+        """Probe the ports of ``host`` from ``first`` on, up to our ``auto_bind`` range.
+
+        The workers of a host bind consecutive ports from ``receiver.port`` (each
+        the first free one), and an address names the host, not a worker: so every
+        port is tried up to the first one where nothing listens above every port
+        known to be taken (a restarting worker leaves a gap for a moment).
+        """
+        try:
+            last = min(first + self.config.receiver.auto_bind - 1, 65535)
+            taken = {m.port for m in self.table.members() if m.host == host}
+            if self._is_self(host, self.local.port):
+                taken.add(self.local.port)
+            highest = max(taken, default=first - 1)
+            for port in range(first, last + 1):
+                if port in taken or self._is_self(host, port):
+                    continue
+                if not await self._probe(host, port, timeout) and port > highest:
+                    return
+        finally:
+            self._probing.discard((host, first))
 
     def _is_self(self, host: str, port: int) -> bool:
         if (host, port) in self._self_addresses:
@@ -246,21 +266,24 @@ class MembershipService:
             "localhost",
         )
 
-    async def _probe(self, host: str, port: int, timeout: float) -> None:
+    async def _probe(self, host: str, port: int, timeout: float) -> bool:
+        """Ping ``host:port`` and admit the member that answers; whether anything listened."""
         sender = self.pool.unpooled(Member(bytes(16), host, port))
         try:
             found = await sender.ping(timeout)
+        except OSError:
+            return False  # refused, unreachable or silent: nothing of ours there
         except _PROBE_ERRORS:
-            return
+            return True  # something else listens (or a wrong secret): look further
         finally:
             await sender.close()
-            self._probing.discard((host, port))
         if found.id == self.local.id:
             self._self_addresses.add((host, port))  # e.g. our own DNS record
         elif found.domain == self.local.domain:
             self.detector.admit(
                 Member(found.id, host, port, found.route, found.domain, found.started_at)
             )
+        return True
 
     async def _ping(self, member: Member, timeout: float) -> None:
         with contextlib.suppress(*_PROBE_ERRORS):

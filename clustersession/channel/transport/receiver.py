@@ -73,9 +73,11 @@ class Receiver:
                 continue
             self.port = port
             return port
+        # With auto_bind = 1 the usual cause is a second worker process on the host.
+        hint = "; several workers per host need receiver.auto_bind > 1" if count == 1 else ""
         raise OSError(
             errno.EADDRINUSE,
-            f"no free receiver port in {first}..{first + count - 1} on {self.bind_host}",
+            f"no free receiver port in {first}..{first + count - 1} on {self.bind_host}{hint}",
         ) from last_error
 
     async def stop(self) -> None:
