@@ -8,7 +8,7 @@ manager: :func:`~.managers.manager_for` picks one from the config.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -99,6 +99,15 @@ class Manager(Protocol):
 
     def may_create(self) -> bool:
         """Whether a request may start a session now (``max_active_sessions``)."""
+
+    def lookup(self, token: str) -> SessionRecord | None:
+        """The live session ``token`` names, read only (the admin API; no re-routing)."""
+
+    def records(self) -> Iterator[SessionRecord]:
+        """The live sessions this node holds (every session of the cluster, for DeltaManager).
+
+        A snapshot: the caller may commit (invalidate) while iterating.
+        """
 
     async def commit(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> object:
         """Apply a request's changes (and replicate them, unless ``replicate`` is false)."""

@@ -16,7 +16,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from . import codec
 from .change import Change, Effect, full_digest, merge, new_record, snapshot
@@ -121,6 +121,11 @@ class StampedStore:
             self.expire(record)
             return None
         return record
+
+    def records(self) -> Iterator[SessionRecord]:
+        """The live sessions held here, from a copy of the table (expired ones left out)."""
+        now = self.clock()
+        return iter([r for r in list(self.store) if not self.is_expired(r, now)])
 
     def may_create(self) -> bool:
         """Whether a request may start a session now (counts a refusal).

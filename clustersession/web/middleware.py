@@ -14,6 +14,7 @@ from ..sessions.manager import Manager
 from ..sessions.managers import manager_for
 from ..sessions.session import Session
 from .adapter import SessionAdapter
+from .admin import SCOPE_KEY, STATE_NAME, SessionAdmin
 from .cookies import SessionCookie
 from .farm import farm_for
 from .front import CookieAction
@@ -44,12 +45,24 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
     (``valves.route_binder``). ``valves.status.path`` serves the status page.
 
     ``listeners`` are :class:`SessionListener` instances told about session
-    lifecycle and attribute changes. ``scope["clustersession"]`` is this middleware,
-    for apps that show the cluster.
+    lifecycle and attribute changes. :attr:`admin`, the cluster's
+    :class:`~.admin.SessionAdmin`, is on ``app.state.clustersession`` once the
+    middleware starts (in a Starlette/FastAPI app) and under
+    ``scope["clustersession.admin"]`` in every request (see :func:`.admin.admin_of`).
+    ``rolling`` (default ``config.manager.rolling``) sends the cookie again on reads.
     """
 
     farm: FarmDeployer | None = None
     """The farm deployer, when ``[deployer]`` is configured (started with the manager)."""
+
+    _admin: SessionAdmin | None = None
+
+    @property
+    def admin(self) -> SessionAdmin:
+        """The cluster's sessions for the app: look up, list, invalidate (see :mod:`.admin`)."""
+        if self._admin is None:
+            self._admin = SessionAdmin(self.manager, self.config)
+        return self._admin
 
     def _build_manager(self, listeners: Sequence[SessionListener]) -> Manager:
         # With web.xml's <distributable/>, every session on every node.
@@ -81,6 +94,7 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
 
         if not self.manager.started:
             await self._start()
+            _publish(scope, self.admin)
         if kind == "http" and self.status.matches(scope["path"]):
             await self.status(scope, receive, send)
             return
@@ -95,6 +109,7 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
             scope[self.front.original_id_key] = opening.original_id
         scope["session"] = session
         scope["clustersession"] = self  # for apps that show the cluster (see web.status)
+        scope[SCOPE_KEY] = self.admin
         if kind == "websocket":
             # No response headers to carry a cookie: only an existing session is saved.
             await self.app(scope, receive, send)
@@ -133,6 +148,8 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         commit = self.front.commit(session, path, now=self.manager.clock())
         if commit is not None:
             await self.manager.commit(commit.deltas, replicate=commit.replicate)
+            if self.admin.max_sessions_per_principal > 0:
+                await self.admin.enforce_limit(commit.deltas)
 
     async def _start(self) -> None:
         """Start the manager, then the farm deployer when ``[deployer]`` is configured.
@@ -155,6 +172,7 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self._start()
+                _publish(scope, self.admin)
             return message
 
         async def send_wrapper(message: Message) -> None:
@@ -165,6 +183,17 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
             await send(message)
 
         await self.app(scope, receive_wrapper, send_wrapper)
+
+
+def _publish(scope: Scope, admin: SessionAdmin) -> None:
+    """Put the admin API on ``app.state`` when a Starlette app runs the middleware.
+
+    Starlette sets ``scope["app"]`` before its middleware; a middleware wrapped
+    around the app from outside sees no app, and the scope key serves instead.
+    """
+    state = getattr(scope.get("app"), "state", None)
+    if state is not None:
+        setattr(state, STATE_NAME, admin)
 
 
 def _apply(action: CookieAction, message: Message) -> None:

@@ -27,6 +27,7 @@ from clustersession import (
     SessionListener,
 )
 from clustersession.sessions.manager import ClusterView
+from clustersession.web.admin import admin_of
 
 ORIGINAL_ID: Final = "org.apache.catalina.ha.session.JvmRouteOriginalSessionID"
 
@@ -64,6 +65,15 @@ async def original(request: Request) -> JSONResponse:
     return JSONResponse({"original": request.scope.get(ORIGINAL_ID)})
 
 
+async def principal(request: Request) -> JSONResponse:
+    """The admin API: a principal's session ids (GET), or log them out everywhere (DELETE)."""
+    admin = admin_of(request)
+    who = request.path_params["who"]
+    if request.method == "DELETE":
+        return JSONResponse({"invalidated": await admin.invalidate_principal(who)})
+    return JSONResponse(sorted(info.id for info in admin.sessions_of(who)))
+
+
 def node_info(view: ClusterView, route: str) -> dict[str, Any]:
     """Which process answered and what it sees of the cluster (``/health``).
 
@@ -81,6 +91,7 @@ ROUTES: Final = [
     Route("/update", update, methods=["POST"]),
     Route("/append/{item}", append, methods=["POST"]),
     Route("/call/{method}", call, methods=["POST"]),
+    Route("/principal/{who}", principal, methods=["GET", "DELETE"]),
 ]
 
 
