@@ -17,8 +17,8 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from clustersession import ClusterConfig, ClusterSessionMiddleware, Session
-from clustersession.web.status import snapshot
+from clustersession import ClusterConfig, ClusterSessionMiddleware
+from clustersession.web.fastapi import ClusterDep, SessionDep
 
 config = ClusterConfig.from_env()
 app = FastAPI(title="clustersession demo")
@@ -40,24 +40,11 @@ STYLE = """
 """
 
 
-def session_of(request: Request) -> Session:
-    session = request.session
-    assert isinstance(session, Session)
-    return session
-
-
-def cluster_view(request: Request) -> dict[str, Any]:
-    """Members and counters as the status page sees them."""
-    middleware = request.scope["clustersession"]
-    return snapshot(middleware.manager, config.jvm_route)
-
-
 @app.get("/", response_class=HTMLResponse)
-def index(request: Request) -> str:
-    session = session_of(request)
+def index(session: SessionDep, cluster: ClusterDep) -> str:
     session["visits"] = session.get("visits", 0) + 1
     cart = session.get("cart", [])
-    view = cluster_view(request)
+    view = cluster.status()  # members and counters, as the status page sees them
     esc = html.escape
     items = "".join(f"<li>{esc(str(item))}</li>" for item in cart) or "<li><em>empty</em></li>"
     members = [f'<li class="me">{esc(config.jvm_route)} (this node)</li>']
@@ -92,24 +79,23 @@ def index(request: Request) -> str:
 
 
 @app.post("/cart")
-async def add_to_cart(request: Request) -> RedirectResponse:
+async def add_to_cart(request: Request, session: SessionDep) -> RedirectResponse:
     # A plain urlencoded body: no python-multipart needed for one field.
     fields = parse_qs((await request.body()).decode("utf-8", "replace"))
     item = fields.get("item", [""])[0].strip()
     if item:
-        session_of(request).setdefault("cart", []).append(item[:100])
+        session.setdefault("cart", []).append(item[:100])
     return RedirectResponse("/", status_code=303)
 
 
 @app.post("/logout")
-def logout(request: Request) -> RedirectResponse:
-    session_of(request).invalidate()
+def logout(session: SessionDep) -> RedirectResponse:
+    session.invalidate()
     return RedirectResponse("/", status_code=303)
 
 
 @app.get("/api/session")
-def session_json(request: Request) -> dict[str, Any]:
-    session = session_of(request)
+def session_json(session: SessionDep) -> dict[str, Any]:
     return {"node": config.jvm_route, "id": session.id if session else None, "data": dict(session)}
 
 

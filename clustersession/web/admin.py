@@ -163,9 +163,7 @@ class SessionAdmin:
     def _records_of(self, principal: object) -> list[SessionRecord]:
         name = self.principal_attribute
         if name is None:
-            raise LookupError(
-                "set manager.principal_attribute to find the sessions of a principal"
-            )
+            raise LookupError("set manager.principal_attribute to find the sessions of a principal")
         found = [r for r in self.manager.records() if _principal(r, name) == principal]
         found.sort(key=lambda r: r.last_accessed_at, reverse=True)
         return found

@@ -135,9 +135,8 @@ def test_max_sessions_per_principal_evicts_the_least_recently_used() -> None:
 def test_without_principal_attribute_a_principal_lookup_says_what_is_missing() -> None:
     app = FastAPI()
     app.add_middleware(ClusterSessionMiddleware, secret_key=SECRET)
-    with TestClient(app):
-        with pytest.raises(LookupError, match="principal_attribute"):
-            app.state.clustersession.sessions_of("ann")
+    with TestClient(app), pytest.raises(LookupError, match="principal_attribute"):
+        app.state.clustersession.sessions_of("ann")
 
 
 def test_a_limit_needs_a_principal_attribute() -> None:

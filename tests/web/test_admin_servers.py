@@ -37,7 +37,9 @@ def everywhere(nodes: list[Server], predicate: object) -> bool:
 def test_log_out_everywhere_through_one_node_and_the_per_user_limit() -> None:
     cluster = Cluster()
     with running() as servers:
-        nodes = [servers.start(uvicorn(f"a{i}", cluster.env(f"a{i}", **SETTINGS))) for i in range(3)]
+        nodes = [
+            servers.start(uvicorn(f"a{i}", cluster.env(f"a{i}", **SETTINGS))) for i in range(3)
+        ]
         for node in nodes:
             node.wait_healthy()
         for node in nodes:
@@ -46,13 +48,20 @@ def test_log_out_everywhere_through_one_node_and_the_per_user_limit() -> None:
         first = login(nodes[0], "ann")
         second = login(nodes[1], "ann")
         bob = login(nodes[2], "bob")
-        assert wait_for(lambda: everywhere(nodes, lambda n: len(n.request("GET", "/principal/ann").json()) == 2), 20)
+        assert wait_for(
+            lambda: everywhere(
+                nodes, lambda n: len(n.request("GET", "/principal/ann").json()) == 2
+            ),
+            20,
+        )
 
         # A third login of ann (limit 2): her least recently used session goes, everywhere.
         assert logged_in(nodes[1], second)  # second is now more recent than first
         third = login(nodes[2], "ann")
         gone = lambda n: not logged_in(n, first)  # noqa: E731
-        assert wait_for(lambda: everywhere(nodes, gone), 20), [n.request("GET", "/", first).text for n in nodes]
+        assert wait_for(lambda: everywhere(nodes, gone), 20), [
+            n.request("GET", "/", first).text for n in nodes
+        ]
         for node in nodes:
             assert logged_in(node, second) and logged_in(node, third) and logged_in(node, bob)
             assert node.request("GET", "/principal/ann").json() == sorted([second, third])
