@@ -72,7 +72,11 @@ class GroupChannel:
 
     def __init__(self, config: ClusterConfig, *, tool: bool = False) -> None:
         self.config = config
-        self.keys = Keys(config.secret, encrypt="encrypt" in config.interceptors.order)
+        self.keys = Keys(
+            config.secret,
+            previous=config.previous_secrets,
+            encrypt="encrypt" in config.interceptors.order,
+        )
         self._tasks = BackgroundTasks(logger)
         log = RateLimitedLog(logger)
         self.pool = SenderPool(

@@ -5,6 +5,12 @@ label of its own, so a heartbeat tag can never be passed off as a frame tag. A
 connection gets fresh keys, one per direction, from the two nonces of its
 handshake: frames recorded on one connection are refused on any other.
 Without a secret (``allow_insecure``) tags are empty and nothing is checked.
+
+Rotation: ``previous`` secrets are accepted, never used to sign. A heartbeat
+verifies under any of them; an accepted connection keys itself (and its
+encryption) from whichever handshake key the initiator's HELLO verifies under,
+so a node that signs with the new secret and one that still signs with the old
+one talk as long as each knows the other's (docs/security.md, "Rotating the secret").
 """
 
 from __future__ import annotations
@@ -28,12 +34,17 @@ def _derive(key: bytes, label: bytes) -> bytes:
 class Keys:
     """The keys of one cluster secret; ``Keys(None)`` authenticates nothing."""
 
-    def __init__(self, secret: str | None, *, encrypt: bool = False) -> None:
-        root = secret.encode("utf-8") if secret else None
-        self.enabled = root is not None
-        self.encrypt = encrypt and root is not None
-        self.heartbeat = _derive(root, _HEARTBEAT) if root else b""
-        self.handshake = _derive(root, _HANDSHAKE) if root else b""
+    def __init__(
+        self, secret: str | None, *, previous: tuple[str, ...] = (), encrypt: bool = False
+    ) -> None:
+        roots = [s.encode("utf-8") for s in (secret, *previous) if s] if secret else []
+        self.enabled = bool(roots)
+        self.encrypt = encrypt and self.enabled
+        # The current secret's keys sign; every secret's keys verify (current first).
+        self.heartbeats = tuple(_derive(root, _HEARTBEAT) for root in roots)
+        self.handshakes = tuple(_derive(root, _HANDSHAKE) for root in roots)
+        self.heartbeat = self.heartbeats[0] if roots else b""
+        self.handshake = self.handshakes[0] if roots else b""
 
     @property
     def tag_size(self) -> int:
@@ -55,14 +66,29 @@ class Keys:
             return True
         return hmac.compare_digest(tag, self.tag(key, *parts))
 
-    def connection_keys(self, initiator_nonce: bytes, acceptor_nonce: bytes) -> tuple[bytes, bytes]:
-        """``(initiator→acceptor, acceptor→initiator)`` keys of one connection."""
+    def verifying_key(self, keys: tuple[bytes, ...], tag: bytes, *parts: bytes) -> bytes | None:
+        """The first of ``keys`` (current, then previous) under which ``tag`` verifies."""
+        if not self.enabled:
+            return b""
+        for key in keys:
+            if self.verify(key, tag, *parts):
+                return key
+        return None
+
+    def connection_keys(
+        self, handshake: bytes, initiator_nonce: bytes, acceptor_nonce: bytes
+    ) -> tuple[bytes, bytes]:
+        """``(initiator→acceptor, acceptor→initiator)`` keys of one connection.
+
+        ``handshake`` is the handshake key the HELLO was tagged with (the
+        initiator's current secret's, which the acceptor may know as a previous one).
+        """
         if not self.enabled:
             return b"", b""
         nonces = initiator_nonce + acceptor_nonce
         return (
-            _derive(self.handshake, _CONNECTION + b"i2a" + nonces),
-            _derive(self.handshake, _CONNECTION + b"a2i" + nonces),
+            _derive(handshake, _CONNECTION + b"i2a" + nonces),
+            _derive(handshake, _CONNECTION + b"a2i" + nonces),
         )
 
     def cipher(self, direction_key: bytes) -> Cipher | None:

@@ -66,6 +66,7 @@ class BaseClusterConfig:
     distributable: bool = False
     jvm_route: str = field(default_factory=default_jvm_route)
     secret: str | None = field(default=None, repr=False)
+    previous_secrets: tuple[str, ...] = field(default=(), repr=False)
     allow_insecure: bool = False
     channel_send_options: int = 8
     membership: MembershipConfig = field(default_factory=MembershipConfig)
@@ -100,6 +101,7 @@ class BaseClusterConfig:
                     "is too short",
                     f"at least {MIN_SECRET_LENGTH} characters, or unset",
                 )
+        self._check_previous_secrets()
         check_send_options("channel_send_options", self.channel_send_options)
         for name, cls in _SECTIONS:
             if not isinstance(getattr(self, name), cls):
@@ -112,6 +114,28 @@ class BaseClusterConfig:
                 "set secret (CLUSTERSESSION_SECRET) or remove 'encrypt'",
             )
 
+    def _check_previous_secrets(self) -> None:
+        previous = self.previous_secrets
+        if not isinstance(previous, tuple) or not all(isinstance(s, str) for s in previous):
+            raise ConfigError(
+                "previous_secrets", "<hidden>", "is not a list of strings", "a list of strings"
+            )
+        if previous and self.secret is None:
+            raise ConfigError(
+                "previous_secrets",
+                f"<{len(previous)} secrets>",
+                "is set but secret is not",
+                "set secret too (previous secrets only verify; the secret signs)",
+            )
+        for index, old in enumerate(previous):
+            if len(old) < MIN_SECRET_LENGTH:
+                raise ConfigError(
+                    f"previous_secrets[{index}]",
+                    f"<{len(old)} characters>",
+                    "is too short",
+                    f"at least {MIN_SECRET_LENGTH} characters",
+                )
+
     # -- helpers -----------------------------------------------------------------
 
     def replace(self, **changes: Any) -> Self:
@@ -121,11 +145,14 @@ class BaseClusterConfig:
     def to_dict(self, *, include_secret: bool = False) -> dict[str, Any]:
         """Nested plain dict in the TOML layout (tuples as lists, ``None`` omitted).
 
-        The secret is replaced by ``"<hidden>"`` unless ``include_secret`` is true.
+        The secret and previous secrets are replaced by ``"<hidden>"`` unless
+        ``include_secret`` is true.
         """
         data = _plain(self)
-        if self.secret is not None and not include_secret:
-            data["secret"] = "<hidden>"
+        if not include_secret:
+            if self.secret is not None:
+                data["secret"] = "<hidden>"
+            data["previous_secrets"] = ["<hidden>"] * len(self.previous_secrets)
         return data
 
 

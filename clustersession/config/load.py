@@ -41,6 +41,8 @@ class ClusterConfig(BaseClusterConfig):
       short host name.
     * ``secret`` - the cluster's shared key (at least 16 characters), used to
       authenticate channel traffic; hidden from ``repr``.
+    * ``previous_secrets`` - secrets being rotated: they verify, ``secret`` signs
+      (docs/security.md); hidden from ``repr``.
     * ``allow_insecure`` - let a distributable node run its channel without a
       secret (unauthenticated traffic; only on a network you trust).
     * ``channel_send_options`` - Tomcat's ``channelSendOptions`` bits:

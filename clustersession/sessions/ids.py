@@ -45,27 +45,40 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def _key_of(secret: str | bytes) -> bytes:
+    raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hmac.new(raw, _KEY_LABEL, hashlib.sha256).digest()
+
+
 class SessionIds:
     """Makes and checks session ids for one node.
 
     ``secret``: when set, tokens carry an HMAC tag and unsigned or forged ones are
     refused (``bytes`` as well as ``str``: Flask's ``secret_key`` may be either).
     ``route``: this node's ``jvm_route``, appended as ``.<route>``.
+    ``previous``: secrets being rotated; ids they signed are still accepted, new
+    ids are signed with ``secret`` only (``previous`` is ignored without a secret).
     """
 
-    def __init__(self, secret: str | bytes | None, route: str | None) -> None:
+    def __init__(
+        self,
+        secret: str | bytes | None,
+        route: str | None,
+        previous: tuple[str | bytes, ...] = (),
+    ) -> None:
         self.route = route or None
-        if isinstance(secret, str):
-            secret = secret.encode("utf-8")
-        self._key = hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest() if secret else None
+        keys = [_key_of(s) for s in (secret, *previous) if s] if secret else []
+        self._key = keys[0] if keys else None
+        self._previous_keys = tuple(keys[1:])
         self._token_chars = _PART_CHARS * (2 if self._key else 1)
         # Tokens whose tag verified: a returning client skips the HMAC. Only
         # verified tokens enter, so a hit is as good as a check.
         self._verified: dict[str, None] = {}
 
-    def _tag(self, random_part: str) -> str:
-        assert self._key is not None
-        digest = hmac.digest(self._key, random_part.encode("ascii"), "sha256")
+    def _tag(self, random_part: str, key: bytes | None = None) -> str:
+        key = key or self._key
+        assert key is not None
+        digest = hmac.digest(key, random_part.encode("ascii"), "sha256")
         return _b64(digest[:_TAG_BYTES])
 
     def new_token(self) -> str:
@@ -88,7 +101,9 @@ class SessionIds:
             return None
         if self._key is not None and token not in self._verified:
             random_part, tag = token[:_PART_CHARS], token[_PART_CHARS:]
-            if not hmac.compare_digest(tag, self._tag(random_part)):
+            if not hmac.compare_digest(tag, self._tag(random_part)) and not any(
+                hmac.compare_digest(tag, self._tag(random_part, key)) for key in self._previous_keys
+            ):
                 return None
             if len(self._verified) >= _VERIFIED_CACHE:
                 self._verified.clear()

@@ -150,10 +150,19 @@ def _build_engine() -> Engine:
     # The cluster's secret signs ids when it has one, so every adapter of a mixed
     # cluster agrees; otherwise the site's own SECRET_KEY does.
     secret = config.secret if config.secret is not None else settings.SECRET_KEY
+    # Ids signed with a secret being rotated out still verify: the config's previous
+    # secrets, or Django's own SECRET_KEY_FALLBACKS when SECRET_KEY signs.
+    previous = (
+        config.previous_secrets
+        if config.secret is not None
+        else tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ()))
+    )
     # Django's middleware writes the cookie itself; the front only needs its name.
     cookie = SessionCookie(settings.SESSION_COOKIE_NAME, path=settings.SESSION_COOKIE_PATH)
     idle = config.manager.max_inactive_interval
-    front = SessionFront(SessionIds(secret, config.jvm_route), cookie, config, idle_timeout=idle)
+    front = SessionFront(
+        SessionIds(secret, config.jvm_route, previous), cookie, config, idle_timeout=idle
+    )
     listeners = _listeners()
     manager = ManagerThread(
         lambda: manager_for(config, listeners=listeners, idle_timeout=idle),

@@ -86,6 +86,7 @@ class _AppSettings:
     """What the front is built from: the secret and Flask's session settings."""
 
     secret: str | bytes | None
+    previous: tuple[str | bytes, ...]
     name: str
     domain: str | None
     path: str
@@ -229,8 +230,16 @@ class ClusterSessionInterface(SessionInterface):
                 "ClusterSessionInterface needs a secret to sign session ids: set "
                 "app.secret_key (SECRET_KEY), or pass a ClusterConfig with a secret"
             )
+        # Ids signed with a secret being rotated out still verify: the config's previous
+        # secrets, or Flask's SECRET_KEY_FALLBACKS when app.secret_key signs.
+        previous = (
+            self._settings.previous_secrets
+            if self._settings.secret
+            else tuple(app.config.get("SECRET_KEY_FALLBACKS") or ())
+        )
         settings = _AppSettings(
             secret=secret,
+            previous=previous,
             name=self.get_cookie_name(app),
             domain=self.get_cookie_domain(app),
             path=self.get_cookie_path(app),
@@ -247,7 +256,7 @@ class ClusterSessionInterface(SessionInterface):
         # Two threads may both get here; they build equal fronts and either one serves.
         config, lifetime = self.config, settings.lifetime
         front = SessionFront(
-            SessionIds(settings.secret, self._settings.jvm_route),
+            SessionIds(settings.secret, self._settings.jvm_route, settings.previous),
             settings.cookie(None),  # not permanent: a browser-session cookie
             self._settings,
             idle_timeout=config.manager.max_inactive_interval if config else lifetime,

@@ -109,6 +109,8 @@ class SessionFront:
         """
         settings = config if config is not None else ClusterConfig()
         secret = secret_key if secret_key is not None else settings.secret
+        # Previous secrets belong to the config's secret, not to a secret_key of the app's.
+        previous = settings.previous_secrets if secret_key is None else ()
         cookie = SessionCookie(
             session_cookie,
             max_age=max_age,
@@ -123,7 +125,7 @@ class SessionFront:
         else:
             idle_timeout = DEFAULT_IDLE_SECONDS if max_age is None else max_age
         return cls(
-            SessionIds(secret, settings.jvm_route),
+            SessionIds(secret, settings.jvm_route, previous),
             cookie,
             settings,
             idle_timeout=idle_timeout,

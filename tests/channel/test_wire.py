@@ -151,6 +151,59 @@ async def test_handshake_with_the_wrong_secret_fails() -> None:
         await connected_pair(Keys(SECRET), Keys("another-secret-0123456"))
 
 
+OLD, NEW = "old-wire-secret-0123456", "new-wire-secret-0123456"
+
+
+def test_rotation_heartbeats_verify_under_a_previous_secret() -> None:
+    heartbeat = make_heartbeat()
+    rotated, staged = Keys(NEW, previous=(OLD,)), Keys(OLD, previous=(NEW,))
+    assert hb.decode(hb.encode(heartbeat, Keys(OLD)), rotated, source_host="x") == heartbeat
+    assert hb.decode(hb.encode(heartbeat, rotated), staged, source_host="x") == heartbeat
+    with pytest.raises(AuthError):  # a node that knows only the old secret
+        hb.decode(hb.encode(heartbeat, rotated), Keys(OLD), source_host="x")
+
+
+@pytest.mark.network  # real TCP connections on 127.0.0.1
+@pytest.mark.parametrize("encrypt", [False, True])
+@pytest.mark.parametrize(
+    ("initiator", "acceptor"),
+    [
+        # Every pair a rolling rotation meets: (secret, previous) of each side.
+        ((OLD, None), (OLD, NEW)),
+        ((OLD, NEW), (OLD, None)),
+        ((OLD, None), (NEW, OLD)),
+        ((NEW, OLD), (OLD, NEW)),
+        ((OLD, NEW), (NEW, OLD)),
+        ((NEW, None), (OLD, NEW)),
+    ],
+)
+async def test_rotation_connections_between_old_and_new_secrets(
+    encrypt: bool, initiator: tuple[str, str | None], acceptor: tuple[str, str | None]
+) -> None:
+    def keys(pair: tuple[str, str | None]) -> Keys:
+        secret, previous = pair
+        return Keys(secret, previous=(previous,) if previous else (), encrypt=encrypt)
+
+    a, b, server = await connected_pair(keys(initiator), keys(acceptor))
+    try:
+        a.write(Envelope(MessageType.DATA, new_member_id(), 1, 0, b"to the acceptor"))
+        await a.drain()
+        assert (await b.read()).payload == b"to the acceptor"
+        b.write(Envelope(MessageType.DATA, new_member_id(), 2, 0, b"to the initiator"))
+        await b.drain()
+        assert (await a.read()).payload == b"to the initiator"
+    finally:
+        a.close()
+        b.close()
+        server.close()
+
+
+@pytest.mark.network  # a real TCP connection on 127.0.0.1
+async def test_rotation_a_node_without_the_new_secret_refuses_it() -> None:
+    with pytest.raises(AuthError):
+        await connected_pair(Keys(NEW, previous=(OLD,)), Keys(OLD))
+
+
 @pytest.mark.network  # a real TCP connection on 127.0.0.1
 async def test_a_replayed_frame_is_refused() -> None:
     keys = Keys(SECRET)

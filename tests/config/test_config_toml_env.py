@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -366,3 +367,33 @@ def test_unknown_variable_does_not_echo_its_value() -> None:
 def test_env_errors_also_apply_on_top_of_a_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="CLUSTERSESSION_NOPE"):
         ClusterConfig.load(write(tmp_path, ""), environ={"CLUSTERSESSION_NOPE": "1"})
+
+
+def test_previous_secrets_from_toml_and_env_are_hidden(tmp_path: Path) -> None:
+    old, older = "old-secret-0123456789", "older-secret-012345678"
+    path = write(
+        tmp_path, f'secret = "new-secret-0123456789"\nprevious_secrets = ["{old}", "{older}"]\n'
+    )
+    assert ClusterConfig.load(path, environ={}).previous_secrets == (old, older)
+    from_env = ClusterConfig.from_env(
+        {
+            "CLUSTERSESSION_SECRET": "new-secret-0123456789",
+            "CLUSTERSESSION_PREVIOUS_SECRETS": f"{old},{older}",
+        }
+    )
+    assert from_env.previous_secrets == (old, older)
+    assert old not in repr(from_env) and old not in str(from_env.to_dict())
+    assert from_env.to_dict()["previous_secrets"] == ["<hidden>", "<hidden>"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"previous_secrets": ("old-secret-0123456789",)}, "secret is not"),
+        ({"secret": "new-secret-0123456789", "previous_secrets": ("short",)}, "too short"),
+    ],
+)
+def test_previous_secrets_need_a_secret_and_length(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        ClusterConfig(**changes)
+    assert "short" not in str(raised.value).replace("too short", "")

@@ -36,3 +36,24 @@ def test_malformed_values_are_refused() -> None:
     ids = SessionIds(None, None)
     for value in ["", ".", "short", "x" * 22 + ".bad route", "é" * 22, "x" * 23]:
         assert ids.parse(value) is None
+
+
+def test_rotation_previous_secrets_verify_and_the_secret_signs() -> None:
+    old, new = "old-secret-0123456789", "new-secret-0123456789"
+    before = SessionIds(old, "node1")
+    old_token = before.new_token()
+    # Step (a): the old secret signs, the new one is already accepted.
+    staged = SessionIds(old, "node1", previous=(new,))
+    # Step (b): the new secret signs, the old one is still accepted.
+    rotated = SessionIds(new, "node1", previous=(old,))
+    new_token = rotated.new_token()
+    assert rotated.parse(old_token) == (old_token, None)
+    assert staged.parse(new_token) == (new_token, None)
+    assert before.parse(new_token) is None  # why step (a) comes first
+    # Step (c): the old secret is gone, and so are the ids it signed.
+    done = SessionIds(new, "node1")
+    assert done.parse(new_token) == (new_token, None)
+    assert done.parse(old_token) is None
+    # A token signed by neither is refused by all.
+    stranger = SessionIds("stranger-secret-0123", "node1").new_token()
+    assert rotated.parse(stranger) is None and staged.parse(stranger) is None

@@ -67,7 +67,7 @@ def decode(datagram: bytes, keys: Keys, *, source_host: str) -> Heartbeat:
     if len(datagram) < len(MAGIC) + 1 + tag_size:
         raise FrameError("heartbeat is truncated")
     head, tag = datagram[: len(datagram) - tag_size], datagram[len(datagram) - tag_size :]
-    if not keys.verify(keys.heartbeat, tag, head):
+    if keys.verifying_key(keys.heartbeats, tag, head) is None:
         raise AuthError("heartbeat tag does not verify (wrong secret or tampered)")
     if head[len(MAGIC)] != VERSION:
         raise FrameError(f"heartbeat version {head[len(MAGIC)]}, expected {VERSION}")

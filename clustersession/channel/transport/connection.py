@@ -71,6 +71,10 @@ class Connection:
         self.peer: Member | None = None
         self._send_key = keys.handshake
         self._recv_key = keys.handshake
+        # An accepted connection's HELLO may be tagged with a previous secret's key
+        # (a node not yet rotated): it is tried against all, and the one that
+        # verifies keys the connection.
+        self._any_handshake_key = False
         self._send_cipher: Cipher | None = None
         self._recv_cipher: Cipher | None = None
         self._send_seq = 0
@@ -104,7 +108,7 @@ class Connection:
             if echoed != nonce:
                 raise AuthError("WELCOME does not answer our HELLO")
             conn.peer = parse_member_record(record, host=host)
-            conn._keyed(*keys.connection_keys(nonce, theirs), initiator=True)
+            conn._keyed(*keys.connection_keys(keys.handshake, nonce, theirs), initiator=True)
         except BaseException:
             conn.close()
             raise
@@ -123,6 +127,7 @@ class Connection:
     ) -> Connection:
         """Answer an incoming handshake; ``peer`` is set on the result."""
         conn = cls(reader, writer, keys, max_message_size)
+        conn._any_handshake_key = True
         hello = await asyncio.wait_for(conn.read(), timeout)
         if hello.type is not MessageType.HELLO:
             raise FrameError(f"expected HELLO, got {hello.type.name}")
@@ -133,7 +138,7 @@ class Connection:
         conn.write(
             Envelope(MessageType.WELCOME, local.id, 0, 0, [nonce, theirs, member_record(local)])
         )
-        conn._keyed(*keys.connection_keys(theirs, nonce), initiator=False)
+        conn._keyed(*keys.connection_keys(conn._send_key, theirs, nonce), initiator=False)
         return conn
 
     def _keyed(self, i2a: bytes, a2i: bytes, *, initiator: bool) -> None:
@@ -182,7 +187,15 @@ class Connection:
         rest = await self.reader.readexactly(length)
         body, tag = rest[: length - tag_size], rest[length - tag_size :]
         seq = self._recv_seq
-        if not self.keys.verify(self._recv_key, tag, seq.to_bytes(8, "big"), header, body):
+        parts = (seq.to_bytes(8, "big"), header, body)
+        if self._any_handshake_key:
+            key = self.keys.verifying_key(self.keys.handshakes, tag, *parts)
+            if key is None:
+                raise AuthError("HELLO tag does not verify under any of our secrets")
+            # The WELCOME answers under the key the peer used, and keys the connection.
+            self._send_key = self._recv_key = key
+            self._any_handshake_key = False
+        elif not self.keys.verify(self._recv_key, tag, *parts):
             raise AuthError("frame tag does not verify (wrong secret, tampered or replayed)")
         self._recv_seq += 1
         self.bytes_received += HEADER_SIZE + length
