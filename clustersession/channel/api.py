@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .histogram import HistogramSnapshot
 from .interceptors.base import ChannelMessage
 from .member import Member
 
@@ -61,15 +62,22 @@ class ChannelStats:
     """Counters of the interceptors (dispatch queue, failure detector), by name."""
     peers: Mapping[bytes, PeerTraffic] = field(default_factory=dict)
     """Traffic per peer, by member id."""
+    refused_by_reason: Mapping[str, int] = field(default_factory=dict)
+    """``refused_frames`` by kind: ``auth``, ``oversize``, ``malformed``."""
+    ack_latency: HistogramSnapshot | None = None
+    """ACK round trips to every peer, in seconds (``None``: the channel does not time them)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (status page): totals and layer counters flat, peers by name."""
         totals = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("layers", "peers")
+            if f.name not in _NOT_FLAT
         }
         return {**totals, **self.layers}
+
+
+_NOT_FLAT = frozenset(("layers", "peers", "refused_by_reason", "ack_latency"))
 
 
 class Channel(Protocol):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from ..config import ClusterConfig
 from . import options as send_options
 from .api import PeerTraffic
-from .errors import ChannelError, FrameError
+from .errors import ChannelError, FrameError, refusal_reason
 from .interceptors.base import ChannelMessage, Interceptor
 from .member import Member
 from .membership.service import MembershipService
@@ -52,6 +52,7 @@ class Coordinator(Interceptor):
         self.messages_received = 0
         self.bytes_received = 0
         self.refused_frames = 0
+        self.refused_by_reason: dict[str, int] = {}
         self.send_failures = 0
         self._received: dict[bytes, list[int]] = {}  # member id -> [messages, bytes]
         self._log = log
@@ -124,9 +125,11 @@ class Coordinator(Interceptor):
             return
         self.membership.connected(peer)
 
-    def _frame_refused(self, source: str, reason: str) -> None:
+    def _frame_refused(self, source: str, error: FrameError) -> None:
         self.refused_frames += 1
-        self._log.warning("frame:" + source, "closed connection from %s: %s", source, reason)
+        reason = refusal_reason(error)
+        self.refused_by_reason[reason] = self.refused_by_reason.get(reason, 0) + 1
+        self._log.warning("frame:" + source, "closed connection from %s: %s", source, error)
 
     async def _handle_frame(self, conn: Connection, envelope: Envelope) -> None:
         peer = conn.peer

@@ -29,5 +29,18 @@ class AuthError(FrameError):
     """A frame or heartbeat whose tag does not verify (wrong secret, tampering, replay)."""
 
 
+class OversizeError(FrameError):
+    """A frame longer than ``receiver.max_message_size``."""
+
+
+def refusal_reason(error: FrameError) -> str:
+    """The kind of a refused frame, as the metrics label it: auth, oversize or malformed."""
+    if isinstance(error, AuthError):
+        return "auth"
+    if isinstance(error, OversizeError):
+        return "oversize"
+    return "malformed"
+
+
 class RemoteProcessError(Exception):
     """The peer received the message but its listener failed (Tomcat's FAIL_ACK)."""

@@ -203,4 +203,6 @@ class GroupChannel:
             members=len(m.table),
             layers=layers,
             peers=c.traffic(),
+            refused_by_reason=dict(c.refused_by_reason),
+            ack_latency=self.pool.ack_latency.snapshot(),
         )

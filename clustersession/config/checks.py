@@ -64,6 +64,14 @@ def check_str(key: str, value: object, *, allowed: str = "a string") -> str:
     return value
 
 
+def check_url_path(key: str, value: object) -> str:
+    """``""`` (off) or a request path starting with ``/``."""
+    path = check_str(key, value, allowed="'' or a path starting with '/'")
+    if path and not path.startswith("/"):
+        raise ConfigError(key, path, "does not start with '/'", "'' or '/...'")
+    return path
+
+
 def check_regex(key: str, value: object) -> str:
     pattern = check_str(key, value, allowed="a Python regular expression")
     try:

@@ -21,6 +21,7 @@ from .sections import (
     InterceptorsConfig,
     ManagerConfig,
     MembershipConfig,
+    MetricsConfig,
     ReceiverConfig,
     SenderConfig,
     ValvesConfig,
@@ -39,6 +40,7 @@ _SECTIONS: Final = (
     ("manager", ManagerConfig),
     ("valves", ValvesConfig),
     ("deployer", DeployerConfig),
+    ("metrics", MetricsConfig),
 )
 
 
@@ -76,6 +78,7 @@ class BaseClusterConfig:
     manager: ManagerConfig = field(default_factory=ManagerConfig)
     valves: ValvesConfig = field(default_factory=ValvesConfig)
     deployer: DeployerConfig = field(default_factory=DeployerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         check_bool("distributable", self.distributable)

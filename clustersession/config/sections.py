@@ -26,6 +26,7 @@ from .checks import (
     check_port,
     check_regex,
     check_str,
+    check_url_path,
     split_host_port,
 )
 from .errors import ConfigError
@@ -488,10 +489,27 @@ class StatusValveConfig:
 
     def __post_init__(self) -> None:
         p = "valves.status."
-        path = check_str(p + "path", self.path, allowed="'' or a path starting with '/'")
-        if path and not path.startswith("/"):
-            raise ConfigError(p + "path", path, "does not start with '/'", "'' or '/...'")
+        check_url_path(p + "path", self.path)
         check_str(p + "token", self.token)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthValveConfig:
+    """Liveness and readiness answers served by the middleware, before the app (ours).
+
+    ``liveness_path`` answers 200 while the node's event loop answers requests;
+    ``readiness_path`` answers 200 once the channel has started and the state
+    transfer has finished, and 503 before that and again once the node is
+    stopping. ``""`` = off. Both answer every client (probes carry no token).
+    """
+
+    liveness_path: str = ""
+    readiness_path: str = ""
+
+    def __post_init__(self) -> None:
+        p = "valves.health."
+        check_url_path(p + "liveness_path", self.liveness_path)
+        check_url_path(p + "readiness_path", self.readiness_path)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -501,12 +519,14 @@ class ValvesConfig:
     replication: ReplicationValveConfig = field(default_factory=ReplicationValveConfig)
     route_binder: RouteBinderConfig = field(default_factory=RouteBinderConfig)
     status: StatusValveConfig = field(default_factory=StatusValveConfig)
+    health: HealthValveConfig = field(default_factory=HealthValveConfig)
 
     def __post_init__(self) -> None:
         for name, cls in (
             ("replication", ReplicationValveConfig),
             ("route_binder", RouteBinderConfig),
             ("status", StatusValveConfig),
+            ("health", HealthValveConfig),
         ):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(
@@ -515,6 +535,31 @@ class ValvesConfig:
 
 
 GiB: Final = 1024 * MiB
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    """Prometheus metrics (ours; Tomcat has JMX): needs the ``clustersession[metrics]`` extra.
+
+    ``path`` (e.g. ``"/metrics"``; ``""`` = off) is served by the middleware, in
+    front of the app; ``port`` (``0`` = off) serves them on a port of their own,
+    bound to ``host``, from the process that serves the sessions.
+    """
+
+    path: str = ""
+    port: int = 0
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        p = "metrics."
+        check_url_path(p + "path", self.path)
+        check_int(p + "port", self.port, minimum=0, maximum=65535)
+        check_host(p + "host", self.host)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether metrics are served at all (a path, a port, or both)."""
+        return bool(self.path) or self.port > 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

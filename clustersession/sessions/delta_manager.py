@@ -16,6 +16,7 @@ the sessions of a node that is gone (Tomcat's JvmRouteBinderValve).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,13 @@ from .context import ReplicationContext
 from .ids import loggable_id
 from .keepalive import KeepAlive
 from .listeners import AttributeEvent, SessionEvent, SessionListener
-from .manager import ClusterView, Opened, ReplicationCounters, ReplicationView
+from .manager import (
+    ClusterView,
+    Opened,
+    ReplicationCounters,
+    ReplicationTimings,
+    ReplicationView,
+)
 from .record import SessionDelta, SessionRecord
 from .replication import Replicator
 from .stamped_store import StampedStore
@@ -71,16 +78,18 @@ class DeltaManager(StampedStore):
             lifetime=config.manager.lifetime,
         )
         self.counters = ReplicationCounters()
+        self.timings = ReplicationTimings()
         # Periodic work runs until stop; the rest (sends, answers) gets a moment to finish.
         self._timers = BackgroundTasks(logger)
         self._tasks = BackgroundTasks(logger)
-        context = ReplicationContext(self, self.channel, config, self.counters)
+        context = ReplicationContext(self, self.channel, config, self.counters, self.timings)
         self.replication = Replicator(context, tasks=self._tasks, on_gap=self._repair_with)
         self.anti_entropy = AntiEntropy(context)
         self.state_transfer = StateTransfer(context)
         self.keepalive = KeepAlive(context)
         self.channel.add_listener(self._received)
         self._started = False
+        self._transfer: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -90,8 +99,25 @@ class DeltaManager(StampedStore):
         """Whether :meth:`start` has completed."""
         return self._started
 
+    @property
+    def ready(self) -> bool:
+        """Whether it serves: joined, the state transfer over, and not stopping."""
+        transfer = self._transfer
+        return self._started and transfer is not None and transfer.done()
+
     async def start(self) -> None:
-        """Join the cluster, fetch its sessions, start background work."""
+        """Join the cluster, start background work; return once the cluster's sessions are here."""
+        await self.join()
+        transfer = self._transfer
+        if transfer is not None:
+            await asyncio.shield(transfer)  # a caller that gives up does not stop the transfer
+
+    async def join(self) -> None:
+        """Join the cluster and start background work; the state transfer runs on.
+
+        :attr:`ready` says when it is over (the middleware's readiness probe
+        answers 503 until then, while requests wait for it in :meth:`start`).
+        """
         async with self._start_lock:
             if self._started:
                 return
@@ -100,16 +126,26 @@ class DeltaManager(StampedStore):
             self._timers.spawn(self.keepalive.run_forever(), "clustersession-touch")
             self._timers.spawn(self.anti_entropy.run_forever(), "clustersession-anti-entropy")
             self._started = True
-            try:
-                await self.state_transfer.run()
-            finally:
-                self.anti_entropy.synced = True  # done, failed, or not needed
+            self._transfer = asyncio.get_running_loop().create_task(
+                self._receive_sessions(), name="clustersession-state-transfer-in"
+            )
+
+    async def _receive_sessions(self) -> None:
+        try:
+            await self.state_transfer.run()
+        finally:
+            self.anti_entropy.synced = True  # done, failed, or not needed
 
     async def stop(self) -> None:
         """Leave the cluster. Sessions live on elsewhere unless configured otherwise."""
         if not self._started:
             return
-        self._started = False
+        self._started = False  # not ready from here on: balancers stop sending requests
+        transfer, self._transfer = self._transfer, None
+        if transfer is not None and not transfer.done():
+            transfer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await transfer
         await self.replication.flush()  # stopping must not lose acknowledged writes
         await self._tasks.wait(timeout=2.0)  # sends in flight get a moment to finish
         if self.config.manager.expire_sessions_on_shutdown:
@@ -207,6 +243,8 @@ class DeltaManager(StampedStore):
             sessions=len(self.store),
             rejected_sessions=self.rejected_sessions,
             tombstones=len(self.tombstones),
+            created=self.sessions_created,
+            expired=self.sessions_expired,
             local=self.channel.local,
             members=tuple(self.channel.members),
             channel=self.channel.stats(),
@@ -214,6 +252,8 @@ class DeltaManager(StampedStore):
                 counters=self.counters,
                 state_transferred=self.state_transfer.transferred,
                 send_options=self.config.channel_send_options,
+                lag=self.timings.lag.snapshot(),
+                state_transfer_seconds=self.timings.state_transfer_seconds,
             ),
         )
 

@@ -24,4 +24,6 @@ class LocalManager(StampedStore):
             sessions=len(self.store),
             rejected_sessions=self.rejected_sessions,
             tombstones=len(self.tombstones),
+            created=self.sessions_created,
+            expired=self.sessions_expired,
         )

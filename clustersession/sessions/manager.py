@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..channel import Channel, ChannelStats, Member
+from ..channel.histogram import Histogram, HistogramSnapshot
 from .record import SessionDelta, SessionRecord
 
 
@@ -43,6 +44,16 @@ class ReplicationCounters:
     state_transfers_served: int = 0
 
 
+@dataclass(slots=True)
+class ReplicationTimings:
+    """What a replicating manager times, for the metrics."""
+
+    lag: Histogram = field(default_factory=Histogram)
+    """Seconds from a DELTA's last write (its stamp, on the writer's clock) to its merge here."""
+    state_transfer_seconds: float | None = None
+    """How long this node's state transfer took (``None``: none ran, or it is running)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicationView:
     """A replicating manager's state, as the status page shows it."""
@@ -51,6 +62,10 @@ class ReplicationView:
     state_transferred: bool | None
     """``True``: received the sessions on start; ``False``: failed; ``None``: not needed."""
     send_options: int
+    lag: HistogramSnapshot | None = None
+    """Replication lag, in seconds (see :class:`ReplicationTimings`)."""
+    state_transfer_seconds: float | None = None
+    """How long the state transfer took (``None``: none, or not finished)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +75,10 @@ class ClusterView:
     sessions: int
     rejected_sessions: int
     tombstones: int
+    created: int = 0
+    """Sessions created by this node's requests since it started."""
+    expired: int = 0
+    """Sessions this node found idle too long and removed."""
     local: Member | None = None
     members: tuple[Member, ...] = ()
     channel: ChannelStats | None = None
@@ -88,8 +107,18 @@ class Manager(Protocol):
         Other users of the process's one channel (the farm deployer) share it.
         """
 
+    @property
+    def ready(self) -> bool:
+        """Whether it serves: started, the cluster's sessions received, and not stopping."""
+
+    async def join(self) -> None:
+        """Start, without waiting for the state transfer (it runs on; see :attr:`ready`)."""
+
     async def start(self) -> None:
-        """Start background work; a replicating manager joins its cluster first."""
+        """Start background work; a replicating manager joins its cluster first.
+
+        Returns once the node serves (a joining node has the cluster's sessions).
+        """
 
     async def stop(self) -> None:
         """Stop background work (and leave the cluster)."""

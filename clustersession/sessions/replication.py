@@ -22,6 +22,7 @@ from ..channel.application import nodes
 from ..channel.tasks import BackgroundTasks
 from .change import Change
 from .chunks import chunked, send_acknowledged
+from .clock import stamp_time
 from .context import ReplicationContext
 from .wire import Kind, Message, encode
 
@@ -44,6 +45,7 @@ class Replicator:
         self.channel = context.channel
         self.config = context.config
         self.counters = context.counters
+        self.lag = context.timings.lag
         self.on_gap = on_gap
         self._tasks = tasks
         # The changes of the requests that end in this loop iteration, sent together;
@@ -149,6 +151,9 @@ class Replicator:
             self.on_gap(sender)
         self.merge(message.changes, message.dead)
         self.counters.deltas_received += len(message.changes)
+        if message.changes:  # one sample a message: its last write, the latest in the batch
+            written = stamp_time(message.changes[-1].highest_stamp())
+            self.lag.observe(self.sessions.clock() - written)
 
     def merge(self, changes: list[Change], dead: list[tuple[str, int]]) -> None:
         """Merge what a peer sent; changes that fail are counted as bad."""

@@ -73,6 +73,8 @@ class StampedStore:
         self._sweeper: asyncio.Task[None] | None = None
         self.max_active_sessions = max_active_sessions
         self.rejected_sessions = 0  # Tomcat's rejectedSessions
+        self.sessions_created = 0  # by this node's requests (Tomcat's sessionCounter)
+        self.sessions_expired = 0  # Tomcat's expiredSessions
         self._replicated = re.compile(replicated_names) if replicated_names else None
         self._is_replicated: dict[str, bool] = {}  # the filter's verdict per name
 
@@ -93,6 +95,15 @@ class StampedStore:
             self._sweeper = asyncio.get_running_loop().create_task(
                 self._sweep_forever(), name="clustersession-expiry-sweep"
             )
+
+    @property
+    def ready(self) -> bool:
+        """Whether it serves (one node: once started)."""
+        return self.started
+
+    async def join(self) -> None:
+        """Start (one node: there is nothing to wait for)."""
+        await self.start()
 
     async def stop(self) -> None:
         """Stop background work. Sessions stay in memory."""
@@ -166,6 +177,7 @@ class StampedStore:
     def expire(self, record: SessionRecord) -> None:
         """Remove an expired session here (every node decides this for itself)."""
         self.store.pop(record.token)
+        self.sessions_expired += 1
         self._notify("session_destroyed", SessionEvent(record.session_id, False, "expired"))
 
     # -- writing ---------------------------------------------------------------
@@ -314,6 +326,8 @@ class StampedStore:
             if change.full and self.is_expired(record, self.clock()):
                 return  # a copy of a session that has expired here meanwhile
             self.store.put(record)
+            if not remote:
+                self.sessions_created += 1
         else:
             self.store.digest_changed(record, before)
         if not self.listeners:

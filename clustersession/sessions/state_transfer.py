@@ -33,6 +33,7 @@ class StateTransfer:
         self.channel = context.channel
         self.config = context.config
         self.counters = context.counters
+        self.timings = context.timings
         self.transferred: bool | None = None  # None: not needed (first node)
         self._transfers: dict[int, asyncio.Queue[Message]] = {}
 
@@ -50,6 +51,13 @@ class StateTransfer:
             logger.info("no other member: this is the first node, starting at once")
             return
         limit = None if timeout < 0 else float(timeout)
+        started = time.monotonic()
+        try:
+            await self._fetch_from_oldest(limit)
+        finally:
+            self.timings.state_transfer_seconds = time.monotonic() - started
+
+    async def _fetch_from_oldest(self, limit: float | None) -> None:
         for member in nodes(self.channel.members):  # oldest first
             try:
                 count = await asyncio.wait_for(self._fetch(member), limit)

@@ -92,6 +92,43 @@ class ManagerThread:
         return self._manager is not None and self._pid == os.getpid()
 
     @property
+    def ready(self) -> bool:
+        """Whether this process's manager serves (started, sessions received, not stopping)."""
+        manager = self._manager
+        return manager is not None and self._pid == os.getpid() and manager.ready
+
+    def start_soon(self) -> None:
+        """Start the manager on a thread of its own, if it is not running or starting.
+
+        For a readiness probe: it must not wait for the state transfer, but a node
+        that only probes arrive at (a balancer sends nothing before it is ready)
+        must still start.
+        """
+        if self.running or self._lock.locked():
+            return
+
+        def start() -> None:
+            try:
+                self.start()
+            except Exception:
+                logger.exception("session manager did not start")
+
+        threading.Thread(target=start, name=self._name + "-start", daemon=True).start()
+
+    def responsive(self, timeout: float) -> bool:
+        """Whether the manager's loop thread runs a call within ``timeout`` seconds.
+
+        ``True`` before it starts: there is no loop to be stuck yet.
+        """
+        if not self.running:
+            return True
+        try:
+            self.call(lambda: None, timeout=timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
     def companion(self) -> Companion | None:
         """This process's companion while it runs (None without one, or when stopped)."""
         return self._companion if self.running else None
@@ -229,8 +266,11 @@ class ManagerThread:
 
     # -- plumbing --------------------------------------------------------------
 
-    def call(self, function: Callable[[], T]) -> T:
-        """Run ``function`` on the loop thread and return its result here."""
+    def call(self, function: Callable[[], T], *, timeout: float | None = None) -> T:
+        """Run ``function`` on the loop thread and return its result here.
+
+        Raises ``TimeoutError`` if the loop has not run it within ``timeout`` seconds.
+        """
         loop = self._loop
         assert loop is not None, "start() first"
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
@@ -242,7 +282,7 @@ class ManagerThread:
                 future.set_exception(exc)
 
         loop.call_soon_threadsafe(run)
-        return future.result()
+        return future.result(timeout)
 
     def submit(self, function: Callable[[], object]) -> None:
         """Queue ``function`` on the loop thread, behind what was queued before; do not wait."""

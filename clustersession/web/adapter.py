@@ -9,8 +9,8 @@ the status page. This base holds that once; subclasses say how the manager runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from starlette.datastructures import Secret
 
@@ -19,7 +19,11 @@ from ..sessions.listeners import SessionListener
 from ..sessions.manager import ClusterView
 from .cookies import SameSite
 from .front import SessionFront
+from .health import HealthCheck
 from .status import StatusPage
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 
 class AdapterManager(Protocol):
@@ -82,7 +86,28 @@ class SessionAdapter(Generic[App, M]):
         limited = self.config.manager.max_active_sessions >= 0
         self._may_create = self.manager.may_create if limited else None
         self.status = StatusPage(self.config.valves.status, self.manager, self.config.jvm_route)
+        self.health = HealthCheck(self.config.valves.health)
+        self.metrics: Metrics | None = None
+        """The node's Prometheus metrics, when ``[metrics]`` sets a path or a port."""
+        if self.config.metrics.enabled:
+            self.metrics = _metrics(self.config, self._metrics_view)
+
+    def _metrics_view(self) -> ClusterView | None:
+        """The view the metrics read, from any thread (``None``: not started)."""
+        raise NotImplementedError
 
     def _build_manager(self, listeners: Sequence[SessionListener]) -> M:
         """The manager, as this server interface runs it."""
         raise NotImplementedError
+
+
+def _metrics(config: ClusterConfig, view: Callable[[], ClusterView | None]) -> Metrics:
+    # Imported only here: the core never loads prometheus_client (the [metrics] extra).
+    try:
+        from .metrics import Metrics
+    except ImportError as exc:
+        raise ImportError(
+            "metrics.path or metrics.port is set, but prometheus_client is not installed: "
+            "pip install 'clustersession[metrics]'"
+        ) from exc
+    return Metrics(config.metrics, view)

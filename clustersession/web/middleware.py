@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 
 from starlette.datastructures import MutableHeaders
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..deploy import FarmDeployer
 from ..sessions.ids import SessionIds
 from ..sessions.listeners import SessionListener
-from ..sessions.manager import Manager
+from ..sessions.manager import ClusterView, Manager
 from ..sessions.managers import manager_for
 from ..sessions.session import Session
 from .adapter import SessionAdapter
@@ -18,6 +21,8 @@ from .admin import SCOPE_KEY, STATE_NAME, SessionAdmin
 from .cookies import SessionCookie
 from .farm import farm_for
 from .front import CookieAction
+
+logger = logging.getLogger("clustersession")
 
 
 class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
@@ -54,6 +59,8 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
 
     farm: FarmDeployer | None = None
     """The farm deployer, when ``[deployer]`` is configured (started with the manager)."""
+    _loop: asyncio.AbstractEventLoop | None = None
+    _starting: asyncio.Future[None] | None = None
 
     _admin: SessionAdmin | None = None
 
@@ -92,8 +99,12 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
             await self.app(scope, receive, send)
             return
 
-        if not self.manager.started:
-            await self._start()
+        if kind == "http" and self._probe_or_metrics(scope["path"]):
+            # Answered before anything waits for the manager: during the state transfer too.
+            await self._serve_probe_or_metrics(scope, receive, send)
+            return
+        if not self.manager.ready:
+            await self._start()  # without lifespan; or waits for the state transfer
             _publish(scope, self.admin)
         if kind == "http" and self.status.matches(scope["path"]):
             await self.status(scope, receive, send)
@@ -151,19 +162,69 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
             if self.admin.max_sessions_per_principal > 0:
                 await self.admin.enforce_limit(commit.deltas)
 
-    async def _start(self) -> None:
-        """Start the manager, then the farm deployer when ``[deployer]`` is configured.
+    def _probe_or_metrics(self, path: str) -> bool:
+        return self.health.matches(path) or (
+            self.metrics is not None and self.metrics.matches(path)
+        )
 
-        The deployer shares the manager's channel (see :mod:`.farm`, which the
-        WSGI adapters use too).
+    async def _serve_probe_or_metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if self.health.matches(path):
+            answer = self.health.answer(path, live=lambda: True, ready=self._ready)
+            response = Response(answer.body, answer.status, media_type=answer.content_type)
+        else:
+            assert self.metrics is not None
+            body = self.metrics.exposition()
+            response = Response(body, media_type=self.metrics.content_type)
+        await response(scope, receive, send)
+
+    def _ready(self) -> bool:
+        """The manager serves; if nothing started it yet (no lifespan), start it now."""
+        if not self.manager.started and self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+            self._starting.add_done_callback(_log_failure)
+        return self.manager.ready
+
+    def _metrics_view(self) -> ClusterView | None:
+        loop = self._loop
+        if loop is None:
+            return self.manager.view()  # asked on the loop: nothing started yet
+        from .metrics import call_on_loop  # loaded already: metrics are enabled
+
+        return call_on_loop(loop, self.manager.view)
+
+    async def _join(self) -> None:
+        """Start the manager without waiting for the state transfer, then the farm deployer.
+
+        The deployer (when ``[deployer]`` is configured) shares the manager's
+        channel (see :mod:`.farm`, which the WSGI adapters use too). The metrics
+        port, if any, opens here, in the process that serves.
         """
+        self._loop = asyncio.get_running_loop()
         build_farm = farm_for(self.config)
         if build_farm is not None and self.farm is None:
             # Built before the channel joins, so it hears every request (see web.farm).
             self.farm = build_farm(self.manager)
-        await self.manager.start()
+        await self.manager.join()
         if self.farm is not None:
             await self.farm.start()
+        if self.metrics is not None:
+            self.metrics.serve_port()
+
+    async def _start(self) -> None:
+        """:meth:`_join`, then wait until the manager serves (the state transfer is over)."""
+        try:
+            await self._join()
+            await self.manager.start()
+        finally:
+            self._starting = None
+
+    async def _stop(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close_port()
+        if self.farm is not None:
+            await self.farm.stop()
+        await self.manager.stop()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start the manager before the app's startup, stop it after its shutdown."""
@@ -171,15 +232,15 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         async def receive_wrapper() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self._start()
+                # Not the state transfer: the server listens meanwhile, so readiness
+                # answers 503 until it is over (and requests wait for it).
+                await self._join()
                 _publish(scope, self.admin)
             return message
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                if self.farm is not None:
-                    await self.farm.stop()
-                await self.manager.stop()
+                await self._stop()
             await send(message)
 
         await self.app(scope, receive_wrapper, send_wrapper)
@@ -207,3 +268,8 @@ def _apply(action: CookieAction, message: Message) -> None:
         headers.append((b"vary", b"Cookie"))
     if action.set_cookie is not None:
         headers.append((b"set-cookie", action.set_cookie.encode("latin-1")))
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("session manager did not start", exc_info=future.exception())

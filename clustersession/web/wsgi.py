@@ -15,11 +15,13 @@ client only once the members have the changes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
 from ..sessions.listeners import SessionListener
+from ..sessions.manager import ClusterView
 from ..sessions.managers import manager_for
 from ..sessions.session import Session
 from ..sessions.threaded import ManagerThread
@@ -32,7 +34,8 @@ ENVIRON_KEY = "clustersession.session"
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 _Headers = list[tuple[str, str]]
-_HTTP_STATUS = {200: "200 OK", 403: "403 Forbidden"}
+_HTTP_STATUS = {200: "200 OK", 403: "403 Forbidden", 503: "503 Service Unavailable"}
+LIVENESS_TIMEOUT = 5.0  # seconds the manager's loop thread has to answer a liveness probe
 
 
 class StartResponse(Protocol):
@@ -54,6 +57,8 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
     ``config.distributable`` the sessions are replicated to every member.
     """
 
+    _metrics_pid: int | None = None
+
     def _build_manager(self, listeners: Sequence[SessionListener]) -> ManagerThread:
         settings, idle = self.config, self.front.idle_timeout
         return ManagerThread(
@@ -63,8 +68,14 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         manager = self.manager
-        manager.start()
         path = environ.get("PATH_INFO", "")
+        if self.health.matches(path):  # before start(): it waits for the state transfer
+            return self._probe(path, start_response)
+        if self.metrics is not None and self.metrics.matches(path):
+            return _send(start_response, 200, self.metrics.content_type, self.metrics.exposition())
+        manager.start()
+        if self.metrics is not None:
+            self._serve_metrics_port()
         if self.status.matches(path):
             return self._status(environ, start_response)
         cookie = environ.get("HTTP_COOKIE")
@@ -104,12 +115,36 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
             query_string=environ.get("QUERY_STRING", ""),
             authorization=environ.get("HTTP_AUTHORIZATION", ""),
         )
-        headers = [
-            ("Content-Type", answer.content_type),
-            ("Content-Length", str(len(answer.body))),
-        ]
-        start_response(_HTTP_STATUS[answer.status], headers)
-        return [answer.body]
+        return _send(start_response, answer.status, answer.content_type, answer.body)
+
+    def _probe(self, path: str, start_response: StartResponse) -> list[bytes]:
+        def ready() -> bool:
+            self.manager.start_soon()  # a node only probed until ready must still start
+            return self.manager.ready
+
+        def live() -> bool:
+            return self.manager.responsive(LIVENESS_TIMEOUT)
+
+        answer = self.health.answer(path, live=live, ready=ready)
+        return _send(start_response, answer.status, answer.content_type, answer.body)
+
+    def _metrics_view(self) -> ClusterView | None:
+        return self.manager.view() if self.manager.running else None
+
+    def _serve_metrics_port(self) -> None:
+        """Open ``metrics.port`` once per serving process (after a fork, the child's)."""
+        pid = os.getpid()
+        if self._metrics_pid != pid and self.metrics is not None:
+            self._metrics_pid = pid
+            self.metrics.serve_port()
+
+
+def _send(
+    start_response: StartResponse, status: int, content_type: str, body: bytes
+) -> list[bytes]:
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+    start_response(_HTTP_STATUS[status], headers)
+    return [body]
 
 
 def apply_cookie_action(action: CookieAction, headers: _Headers) -> _Headers:

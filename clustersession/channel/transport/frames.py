@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import msgpack
 
-from ..errors import FrameError
+from ..errors import FrameError, OversizeError
 
 MAGIC: Final = b"CS"
 VERSION: Final = 1
@@ -103,5 +103,5 @@ def unpack_header(header: bytes, max_length: int) -> tuple[int, int]:
     if version != VERSION:
         raise FrameError(f"frame version {version}, expected {VERSION}")
     if length > max_length:
-        raise FrameError(f"frame of {length} bytes exceeds the limit of {max_length} bytes")
+        raise OversizeError(f"frame of {length} bytes exceeds the limit of {max_length} bytes")
     return flags, length

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 
+from ..histogram import Histogram
 from ..member import Member
 from ..security import Keys
 from ..tasks import BackgroundTasks
@@ -34,6 +35,8 @@ class SenderPool:
         self.on_lost = on_lost
         self._tasks = tasks
         self._senders: dict[bytes, PeerSender] = {}
+        self.ack_latency = Histogram()
+        """Every ACK round trip to any member, in seconds (the metrics' histogram)."""
 
     def __iter__(self) -> Iterator[PeerSender]:
         return iter(list(self._senders.values()))
@@ -55,6 +58,7 @@ class SenderPool:
             local=self.local(),
             max_message_size=self.max_message_size,
             on_lost=on_lost or (lambda _member, _reason: None),
+            ack_latency=self.ack_latency,
         )
 
     def discard(self, member: Member) -> None:

@@ -40,7 +40,7 @@ class Receiver:
         local: Callable[[], Member],
         handler: FrameHandler,
         on_accepted: Callable[[Connection], None],
-        on_refused: Callable[[str, str], None],
+        on_refused: Callable[[str, FrameError], None],
     ) -> None:
         self.config = config
         self.keys = keys
@@ -101,7 +101,7 @@ class Receiver:
                 await self.handler(conn, envelope)
         except FrameError as exc:
             peer = conn.peer
-            self.on_refused(str(peer) if peer else "?", str(exc))
+            self.on_refused(str(peer) if peer else "?", exc)
             conn.close()
         except (ConnectionError, OSError):
             conn.close()
@@ -142,7 +142,7 @@ class Receiver:
             finally:
                 worker.cancel()
         except FrameError as exc:
-            self.on_refused(source, str(exc))
+            self.on_refused(source, exc)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass  # the peer went away: its sender reconnects if it needs to
         except asyncio.CancelledError:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..api import PeerTraffic
 from ..errors import FrameError, RemoteProcessError
+from ..histogram import Histogram
 from ..member import Member
 from ..options import SYNC_ACK, USE_ACK
 from ..security import Keys
@@ -75,8 +76,10 @@ class PeerSender:
         local: Member,
         max_message_size: int,
         on_lost: Callable[[Member, str], None],
+        ack_latency: Histogram | None = None,
     ) -> None:
         self.member = member
+        self.ack_latency = ack_latency
         self.keys = keys
         self.local = local
         self.max_message_size = max_message_size
@@ -193,6 +196,8 @@ class PeerSender:
                 self.stats.acks += 1
                 self.stats.ack_time_total += elapsed
                 self.stats.last_ack_time = elapsed
+                if self.ack_latency is not None:
+                    self.ack_latency.observe(elapsed)
         finally:
             self._pending.pop(message_id, None)
 
