@@ -71,9 +71,10 @@ class SessionIds:
         self._key = keys[0] if keys else None
         self._previous_keys = tuple(keys[1:])
         self._token_chars = _PART_CHARS * (2 if self._key else 1)
-        # Tokens whose tag verified: a returning client skips the HMAC. Only
-        # verified tokens enter, so a hit is as good as a check.
-        self._verified: dict[str, None] = {}
+        # Cookie values that parsed (and whose tag verified): a returning client
+        # skips the checks and the HMAC. Only good values enter, so a hit is as
+        # good as a check.
+        self._verified: dict[str, tuple[str, str | None]] = {}
 
     def _tag(self, random_part: str, key: bytes | None = None) -> str:
         key = key or self._key
@@ -94,18 +95,21 @@ class SessionIds:
 
     def parse(self, value: str) -> tuple[str, str | None] | None:
         """Split a cookie value into ``(token, route)``; ``None`` if malformed or forged."""
+        parsed = self._verified.get(value)
+        if parsed is not None:
+            return parsed
         token, _, route = value.partition(".")
         if len(token) != self._token_chars or not _TOKEN_RE.fullmatch(token):
             return None
         if route and not _TOKEN_RE.fullmatch(route):
             return None
-        if self._key is not None and token not in self._verified:
+        if self._key is not None:
             random_part, tag = token[:_PART_CHARS], token[_PART_CHARS:]
             if not hmac.compare_digest(tag, self._tag(random_part)) and not any(
                 hmac.compare_digest(tag, self._tag(random_part, key)) for key in self._previous_keys
             ):
                 return None
-            if len(self._verified) >= _VERIFIED_CACHE:
-                self._verified.clear()
-            self._verified[token] = None
-        return token, route or None
+        if len(self._verified) >= _VERIFIED_CACHE:
+            self._verified.clear()
+        parsed = self._verified[value] = (token, route or None)
+        return parsed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from _collections_abc import dict_items, dict_values
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from starlette.middleware.sessions import Session as StarletteSession
@@ -16,6 +16,20 @@ from .record import SessionDelta, SessionRecord
 logger = logging.getLogger("clustersession")
 
 _MISSING: Any = object()
+
+
+class _Undecoded:
+    """What the dict holds for a stored value no one has asked for yet."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<undecoded>"
+
+
+# Values are decoded when first touched: a request that reads three keys of a
+# 200-key session decodes three values, not 200.
+_UNDECODED: Any = _Undecoded()
 # Values of these types cannot change in place: if the request still holds the very
 # object it loaded (or set), it need not be encoded again to know it is unchanged.
 # Access times are kept to this many seconds: a request that does not read the
@@ -45,7 +59,21 @@ class Session(StarletteSession):
     that is not raises ``TypeError`` at once. Values the request reads are compared,
     encoded, with what was stored when the request ends, so in-place changes such as
     ``session["cart"].append(item)`` are saved without reassigning the key.
+
+    Stored values are decoded when the request first touches them (a key, or the
+    whole session through ``items()``, ``values()``, ``copy()``, iteration, ``==``,
+    ``repr``, ``|`` or ``json.dumps``): every Python-level way of reading the dict
+    sees decoded values. C code that reads a dict's storage directly (orjson, or
+    ``dict.get(session, key)``) may meet a placeholder: give it ``session.copy()``,
+    or use :meth:`peek` for one key.
     """
+
+    # Per-request flags, at their defaults until set (fewer stores per request).
+    _read_all = False  # the whole dict was read (items(), values(), copy() ...)
+    _maybe_removed = False
+    _renamed_from: str | None = None  # regenerate_id(): the old token
+    _interval_changed = False
+    _undecoded = False  # whether some value may still be _UNDECODED
 
     cookie_stale = False
     """Set by the middleware when the client's cookie names an outdated route."""
@@ -70,29 +98,25 @@ class Session(StarletteSession):
         self._may_create = may_create
         # A dict, not a set: changes are replayed (and listeners called) in access order.
         self._read: dict[str, None] = {}
-        self._read_all = False
-        self._maybe_removed = False
         self._invalidated: list[SessionRecord] = []
-        self._renamed_from: str | None = None
-        self._interval_changed = False
         self._written: dict[str, tuple[Any, bytes]] = {}
+        # The decoded values, as first decoded (their identity tells an unchanged one).
+        self._loaded: dict[str, Any] = {}
         if record is None:
             super().__init__()
-            self._loaded: dict[str, Any] = {}
             self._start_new(default_max_inactive_interval)
         else:
-            # One msgpack map of the stored bytes, decoded by one call. Not cached in
-            # the record: that would double the memory of every session ever read.
             stored = record.attributes
             if record.local:  # attributes session_attribute_name_filter keeps here
                 stored = {**stored, **record.local}
-            self._loaded = _decode_all(record.token, stored)
-            super().__init__(self._loaded)
+            # A copy: a concurrent request may commit to the record while this one runs.
+            self._stored: dict[str, bytes] = dict(stored)
+            # Every key, each value decoded on first touch (_value, _decode_all).
+            super().__init__(dict.fromkeys(self._stored, _UNDECODED))
+            self._undecoded = bool(self._stored)
             self._record: SessionRecord | None = record
             self._token: str | None = record.token
             self._route = record.route
-            # A copy: a concurrent request may commit to the record while this one runs.
-            self._stored: dict[str, bytes] = dict(stored)
             self._created_at = record.created_at
             self._last_accessed_at = record.last_accessed_at
             self._max_inactive_interval = record.max_inactive_interval
@@ -162,6 +186,7 @@ class Session(StarletteSession):
         if self._record is not None:
             self._invalidated.append(self._record)
         dict.clear(self)
+        self._undecoded = False
         self._read.clear()
         self._read_all = False
         self._maybe_removed = False
@@ -183,25 +208,102 @@ class Session(StarletteSession):
 
     # -- change tracking -------------------------------------------------------
 
+    def _value(self, key: str) -> Any:
+        """Decode the stored value of ``key`` into the dict (``_MISSING`` if it does not).
+
+        Values are checked when set, so only bytes a peer with another codec (or a
+        bug) replicated fail here: that key is left out, with an error logged, and
+        the rest of the session stays usable.
+        """
+        try:
+            value = codec.decode(self._stored[key])
+        except codec.CodecError as exc:
+            logger.error("session %s: attribute %r does not decode, left out: %s",
+                         loggable_id(self._token), key, exc)  # fmt: skip
+            dict.__delitem__(self, key)
+            return _MISSING
+        dict.__setitem__(self, key, value)
+        self._loaded[key] = value
+        return value
+
+    def _decode_all(self) -> None:
+        """Decode every value not decoded yet (before the dict is read as a whole)."""
+        if self._undecoded:
+            self._undecoded = False
+            for key, value in list(dict.items(self)):
+                if value is _UNDECODED:
+                    self._value(key)
+
+    def peek(self, key: str, default: Any = None) -> Any:
+        """``get()`` that does not count as a read by the request (for adapters)."""
+        value = dict.get(self, key, _MISSING)
+        if value is _UNDECODED:
+            value = self._value(key)
+        return default if value is _MISSING else value
+
     def __getitem__(self, key: str) -> Any:
         self._read[key] = None
-        return super().__getitem__(key)
+        value = dict.__getitem__(self, key)
+        if value is _UNDECODED:
+            value = self._value(key)
+            if value is _MISSING:
+                raise KeyError(key)
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
         self._read[key] = None
-        return super().get(key, default)
+        value = dict.get(self, key, _MISSING)
+        if value is _UNDECODED:
+            value = self._value(key)
+        return default if value is _MISSING else value
 
     def items(self) -> dict_items[str, Any]:
         self._read_all = True
+        self._decode_all()
         return super().items()
 
     def values(self) -> dict_values[str, Any]:
         self._read_all = True
+        self._decode_all()
         return super().values()
 
     def copy(self) -> dict[str, Any]:
         self._read_all = True
-        return dict(self)
+        self._decode_all()
+        return dict(super().items())
+
+    def __iter__(self) -> Iterator[str]:
+        # Defined so that dict(session) and {**session} go through keys() and
+        # __getitem__ (decoding) rather than copy the dict's storage in C.
+        return super().__iter__()
+
+    def __eq__(self, other: object) -> bool:
+        self._decode_all()
+        if isinstance(other, Session):
+            other._decode_all()
+        return super().__eq__(other)
+
+    def __ne__(self, other: object) -> bool:
+        self._decode_all()
+        if isinstance(other, Session):
+            other._decode_all()
+        return super().__ne__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # as dict's
+
+    def __repr__(self) -> str:
+        self._decode_all()
+        return super().__repr__()
+
+    def __or__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
+        self._read_all = True
+        self._decode_all()
+        return super().__or__(other)
+
+    def __ror__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
+        self._read_all = True
+        self._decode_all()
+        return super().__ror__(other)
 
     def _creating(self) -> None:
         may_create = self._may_create
@@ -220,6 +322,8 @@ class Session(StarletteSession):
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         self._read[key] = None
+        if dict.get(self, key, _MISSING) is _UNDECODED:
+            self._value(key)
         if key not in self:
             self._creating()
             _encode(key, default)
@@ -230,7 +334,7 @@ class Session(StarletteSession):
             self[key] = value
         self.mark_modified()
 
-    def __ior__(self, other: Any, /) -> Session:  # type: ignore[override,misc]
+    def __ior__(self, other: Any, /) -> Session:  # type: ignore[override]
         self.update(other)
         return self
 
@@ -240,10 +344,13 @@ class Session(StarletteSession):
 
     def pop(self, key: str, *args: Any) -> Any:
         self._maybe_removed = True
+        if dict.get(self, key, _MISSING) is _UNDECODED:
+            self._value(key)
         return super().pop(key, *args)
 
     def popitem(self) -> tuple[str, Any]:
         self._maybe_removed = True
+        self._decode_all()
         return super().popitem()
 
     def clear(self) -> None:
@@ -316,7 +423,7 @@ class Session(StarletteSession):
         stored, loaded, written = self._stored, self._loaded, self._written
         for key in keys:
             value = dict.get(self, key, _MISSING)
-            if value is _MISSING:
+            if value is _MISSING or value is _UNDECODED:
                 continue
             immutable = type(value) in _IMMUTABLE
             if immutable and value is loaded.get(key, _MISSING) and key not in written:
@@ -333,26 +440,6 @@ class Session(StarletteSession):
             if stored.get(key) != encoded:
                 changed[key] = encoded
         return changed, errors
-
-
-def _decode_all(token: str, stored: dict[str, bytes]) -> dict[str, Any]:
-    """A session's values; one that does not decode is left out, with an error logged.
-
-    Values are checked when set, so this only meets bytes that a peer with another
-    codec (or a bug) replicated: the rest of the session stays usable.
-    """
-    try:
-        values: dict[str, Any] = codec.decode(codec.join_map(stored))
-        return values
-    except codec.CodecError:
-        values = {}
-        for key, data in stored.items():
-            try:
-                values[key] = codec.decode(data)
-            except codec.CodecError as exc:
-                logger.error("session %s: attribute %r does not decode, left out: %s",
-                             loggable_id(token), key, exc)  # fmt: skip
-        return values
 
 
 class TooManyActiveSessions(RuntimeError):

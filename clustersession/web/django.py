@@ -331,7 +331,7 @@ class SessionStore(SessionBase):
                 self._session_key = None
         else:
             self._opened_key = self._session_key = session.id
-            if _past(dict.get(session, EXPIRY_KEY)):
+            if _past(session.peek(EXPIRY_KEY)):
                 # set_expiry(date) was a hard limit: the date has passed, so it is gone.
                 session.invalidate()
                 self._commit(session)

@@ -72,13 +72,13 @@ class FlaskSession(Session, SessionMixin):
     def permanent(self, value: bool) -> None:
         # "Not permanent" is the default: saying so again writes nothing, so an app
         # that sets it on every request does not start a session for every visitor.
-        if not value and not dict.get(self, "_permanent", False):
+        if not value and not self.peek("_permanent", False):
             return
         self["_permanent"] = bool(value)
 
     def _is_permanent(self) -> bool:
         # For the interface: reading through get() would count as a read by the app.
-        return bool(dict.get(self, "_permanent", False))
+        return bool(self.peek("_permanent", False))
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,8 +262,10 @@ def _apply(action: CookieAction, message: Message) -> None:
     headers = message.setdefault("headers", [])
     if not isinstance(headers, list):
         headers = message["headers"] = list(headers)
-    if any(name.lower() == b"vary" for name, _ in headers):
-        MutableHeaders(raw=headers).add_vary_header("Cookie")
+    for name, _ in headers:
+        if name.lower() == b"vary":
+            MutableHeaders(raw=headers).add_vary_header("Cookie")
+            break
     else:  # the common case, without building a MutableHeaders
         headers.append((b"vary", b"Cookie"))
     if action.set_cookie is not None:
