@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from _collections_abc import dict_items, dict_values
+from _collections_abc import dict_items, dict_keys, dict_values
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -273,9 +273,15 @@ class Session(StarletteSession):
         return dict(super().items())
 
     def __iter__(self) -> Iterator[str]:
-        # Defined so that dict(session) and {**session} go through keys() and
-        # __getitem__ (decoding) rather than copy the dict's storage in C.
+        # Also makes dict(session) and {**session} go through keys() and __getitem__
+        # rather than copy the dict's storage in C. Iterating decodes every value,
+        # so a key whose value does not decode is never listed.
+        self._decode_all()
         return super().__iter__()
+
+    def keys(self) -> dict_keys[str, Any]:
+        self._decode_all()
+        return super().keys()
 
     def __eq__(self, other: object) -> bool:
         self._decode_all()
