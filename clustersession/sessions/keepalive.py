@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 
-from ..channel import ChannelError
+from ..channel import ChannelError, Member
 from ..channel.application import nodes
 from ..channel.options import ASYNCHRONOUS
 from .context import ReplicationContext
@@ -34,7 +35,14 @@ def touch_period(max_inactive_interval: int) -> float:
 class KeepAlive:
     """Collects the sessions read here and tells the members, once per ``period``."""
 
-    def __init__(self, context: ReplicationContext) -> None:
+    def __init__(
+        self,
+        context: ReplicationContext,
+        *,
+        holders: Callable[[str], Iterable[Member]] | None = None,
+    ) -> None:
+        """``holders(token)``: the members to tell (default: every node)."""
+        self.holders = holders
         self.sessions = context.sessions
         self.channel = context.channel
         self.period = touch_period(context.config.manager.max_inactive_interval)
@@ -63,10 +71,21 @@ class KeepAlive:
             self._touched.clear()
             return
         touched, self._touched = self._touched, {}
-        payload = encode(Message(Kind.TOUCH, touches=list(touched.items())))
+        if self.holders is None:
+            await self._send(targets, list(touched.items()))
+            return
+        by_member: dict[Member, list[tuple[str, float]]] = {}
+        for token, accessed_at in touched.items():
+            for member in self.holders(token):
+                by_member.setdefault(member, []).append((token, accessed_at))
+        for member, touches in by_member.items():
+            await self._send([member], touches)
+
+    async def _send(self, targets: list[Member], touches: list[tuple[str, float]]) -> None:
+        payload = encode(Message(Kind.TOUCH, touches=touches))
         try:
             await self.channel.send(targets, payload, ASYNCHRONOUS)
-            self.counters.touches_sent += len(touched)
+            self.counters.touches_sent += len(touches)
         except (ChannelError, ValueError) as exc:
             logger.warning("keep-alive failed: %s", exc)
 

@@ -69,6 +69,15 @@ class ReplicationView:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionRoles:
+    """What a backup manager holds: sessions it is primary of, backup copies, proxy entries."""
+
+    primaries: int
+    backups: int
+    proxies: int
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterView:
     """One node's sessions and, when distributable, the cluster as it sees it."""
 
@@ -83,6 +92,8 @@ class ClusterView:
     members: tuple[Member, ...] = ()
     channel: ChannelStats | None = None
     replication: ReplicationView | None = field(default=None)
+    roles: SessionRoles | None = None
+    """The backup manager's primaries, backups and proxies (``None``: another manager)."""
 
     @property
     def distributable(self) -> bool:
@@ -122,6 +133,17 @@ class Manager(Protocol):
 
     async def stop(self) -> None:
         """Stop background work (and leave the cluster)."""
+
+    @property
+    def fetches(self) -> bool:
+        """Whether :meth:`fetch` may bring a session here (the backup manager)."""
+
+    async def fetch(self, token: str, route: str | None = None) -> None:
+        """Before :meth:`open`: bring session ``token`` here if another node holds it.
+
+        ``route`` is the one the cookie names. Managers that hold every session
+        here do nothing; the caller may skip the call when :attr:`fetches` is false.
+        """
 
     def open(self, token: str) -> Opened:
         """The session ``token`` names, for one request."""

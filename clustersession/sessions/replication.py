@@ -9,6 +9,10 @@ repairs what did not arrive.
 In: DELTA messages are numbered per sender; a gap (a lost connection, a
 partition) is reported so that anti-entropy runs at once, and the changes merge
 whatever their order (:mod:`.change`).
+
+Targeted (the backup manager): :meth:`Replicator.queue_to` sends a member only
+the changes of the sessions it holds copies of, in DELTA messages numbered per
+receiver, so the receiver's gap detection works the same.
 """
 
 from __future__ import annotations
@@ -47,12 +51,16 @@ class Replicator:
         self.counters = context.counters
         self.lag = context.timings.lag
         self.on_gap = on_gap
+        self.options: int | None = None
+        """Send options of every DELTA (``None``: the channel's, ``channel_send_options``)."""
         self._tasks = tasks
         # The changes of the requests that end in this loop iteration, sent together;
         # the future is resolved once they are sent (acknowledged, unless asynchronous).
         self._outbox: list[Change] = []
+        self._targeted: dict[bytes, tuple[Member, list[Change]]] = {}
         self._outbox_sent: asyncio.Future[None] | None = None
         self._seq = 0
+        self._seq_to: dict[bytes, int] = {}
         self._expected: dict[bytes, int] = {}
 
     # -- out -------------------------------------------------------------------
@@ -62,34 +70,61 @@ class Replicator:
 
         The future is resolved when they are sent (for 2 and 6: acknowledged).
         """
+        self._outbox.extend(changes)
+        return self._batch_future()
+
+    def queue_to(self, member: Member, changes: list[Change]) -> asyncio.Future[None]:
+        """As :meth:`queue`, to ``member`` only (its own numbering)."""
+        entry = self._targeted.get(member.id)
+        if entry is None:
+            self._targeted[member.id] = (member, list(changes))
+        else:
+            entry[1].extend(changes)
+        return self._batch_future()
+
+    def _batch_future(self) -> asyncio.Future[None]:
         if self._outbox_sent is None:
             loop = asyncio.get_running_loop()
             self._outbox_sent = loop.create_future()
             loop.call_soon(self._flush_outbox)
-        self._outbox.extend(changes)
         return self._outbox_sent
 
     async def flush(self) -> None:
         """Send what is queued now, and wait for it (stopping must not lose writes)."""
-        outbox, sent = self._outbox, self._outbox_sent
-        self._outbox, self._outbox_sent = [], None
+        outbox, targeted, sent = self._outbox, self._targeted, self._outbox_sent
+        self._outbox, self._targeted, self._outbox_sent = [], {}, None
         if sent is not None:
-            await self._send_batch(outbox, sent)
+            await self._send_batch(outbox, targeted, sent)
 
     def send_soon(self, changes: list[Change]) -> None:
         """Send ``changes`` in a DELTA of their own, in the background."""
         self._tasks.spawn(self.send_delta(changes), "clustersession-delta")
 
     def _flush_outbox(self) -> None:
-        outbox, sent = self._outbox, self._outbox_sent
-        self._outbox, self._outbox_sent = [], None
+        outbox, targeted, sent = self._outbox, self._targeted, self._outbox_sent
+        self._outbox, self._targeted, self._outbox_sent = [], {}, None
         if sent is not None:  # else flush() sent them already
-            self._tasks.spawn(self._send_batch(outbox, sent), "clustersession-delta")
+            work = self._send_batch(outbox, targeted, sent)
+            self._tasks.spawn(work, "clustersession-delta")
 
-    async def _send_batch(self, changes: list[Change], sent: asyncio.Future[None]) -> None:
+    async def _send_batch(
+        self,
+        changes: list[Change],
+        targeted: dict[bytes, tuple[Member, list[Change]]],
+        sent: asyncio.Future[None],
+    ) -> None:
         try:
+            if targeted:
+                await asyncio.gather(
+                    *(
+                        self.send_delta_to(member, list(batch))
+                        for member, to_member in targeted.values()
+                        for _, batch, _ in chunked(to_member, BATCH_CHANGES)
+                    )
+                )
             if len(changes) <= BATCH_CHANGES:
-                await self.send_delta(changes)  # the usual case: no task per chunk
+                if changes or not targeted:
+                    await self.send_delta(changes)  # the usual case: no task per chunk
             else:
                 batches = [list(batch) for _, batch, _ in chunked(changes, BATCH_CHANGES)]
                 await asyncio.gather(*(self.send_delta(batch) for batch in batches))
@@ -106,9 +141,18 @@ class Replicator:
             return  # alone: a node that joins later gets everything by state transfer
         self._seq += 1
         payload = encode(Message(Kind.DELTA, seq=self._seq, changes=changes))
+        await self._send(targets, payload, len(changes))
+
+    async def send_delta_to(self, member: Member, changes: list[Change]) -> None:
+        """One DELTA to ``member``, numbered in its own sequence; failures logged."""
+        seq = self._seq_to[member.id] = self._seq_to.get(member.id, 0) + 1
+        payload = encode(Message(Kind.DELTA, seq=seq, changes=changes))
+        await self._send([member], payload, len(changes))
+
+    async def _send(self, targets: list[Member], payload: bytes, count: int) -> None:
         try:
-            await self.channel.send(targets, payload)
-            self.counters.deltas_sent += len(changes)
+            await self.channel.send(targets, payload, self.options)
+            self.counters.deltas_sent += count
         except (ChannelError, ValueError) as exc:
             # Never the user's problem: anti-entropy repairs what did not arrive.
             self.counters.replication_failures += 1

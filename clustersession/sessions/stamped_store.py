@@ -123,6 +123,12 @@ class StampedStore:
 
     # -- reading ---------------------------------------------------------------
 
+    fetches = False
+    """Every session this node serves is here: :meth:`fetch` has nothing to do."""
+
+    async def fetch(self, token: str, route: str | None = None) -> None:
+        """Nothing to fetch: sessions are held here (see the backup manager)."""
+
     def lookup(self, token: str) -> SessionRecord | None:
         """The live session for ``token``; an expired one is destroyed, not returned."""
         record = self.store.get(token)

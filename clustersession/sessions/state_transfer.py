@@ -12,10 +12,11 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable, Iterator
 
 from ..channel import ChannelError, Member
 from ..channel.application import nodes
-from .change import snapshot
+from .change import Change, snapshot
 from .chunks import chunked, send_acknowledged
 from .context import ReplicationContext
 from .wire import Kind, Message
@@ -28,7 +29,12 @@ MEMBER_WAIT = 2  # heartbeats to wait for members before deciding we are the fir
 class StateTransfer:
     """Fetches the cluster's sessions on start; serves ours to nodes that join."""
 
-    def __init__(self, context: ReplicationContext) -> None:
+    def __init__(
+        self, context: ReplicationContext, *, index: Callable[[], list[Change]] | None = None
+    ) -> None:
+        """``index``: what to serve instead of every session (the backup manager's
+        route-only entries, from which a joiner learns where each session lives)."""
+        self.index = index
         self.sessions = context.sessions
         self.channel = context.channel
         self.config = context.config
@@ -106,19 +112,28 @@ class StateTransfer:
         """Send every session and dead id to ``member``; each chunk waits for its ACK."""
         self.counters.state_transfers_served += 1
         size = self.config.manager.send_all_sessions_size
-        records = list(self.sessions.store)
         dead = [(t, s) for t, (s, _) in self.sessions.tombstones.items()]
+        batches: Iterator[tuple[int, list[Change], bool]]
+        if self.index is None:
+            records = list(self.sessions.store)
+            # Snapshots are made chunk by chunk: a copy of the whole store at once would double it.
+            batches = ((i, [snapshot(r) for r in b], last) for i, b, last in chunked(records, size))
+            total = len(records)
+        else:
+            entries = self.index()
+            batches = ((i, list(b), last) for i, b, last in chunked(entries, size))
+            total = len(entries)
         chunks = (
             Message(
                 Kind.ALL_CHUNK,
                 request_id=request_id,
                 index=index,
                 last=last,
-                changes=[snapshot(r) for r in batch],
+                changes=changes,
                 dead=dead if last else [],
             )
-            for index, batch, last in chunked(records, size)
+            for index, changes, last in batches
         )
         # Acknowledged one by one: flow control, and a dead joiner stops us.
         sent = await send_acknowledged(self.channel, [member], chunks)
-        logger.info("sent %d sessions to %s in %d chunk(s)", len(records), member, sent)
+        logger.info("sent %d sessions to %s in %d chunk(s)", total, member, sent)

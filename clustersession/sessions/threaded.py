@@ -229,6 +229,8 @@ class ManagerThread:
     def open(self, token: str) -> Opened:
         """``Manager.open`` on the loop thread; the record comes back detached."""
         manager = self.start()
+        if manager.fetches:  # the backup manager: the session may be on another node
+            self.run(manager.fetch(token))
         return self.call(lambda: _detached(manager.open(token)))
 
     def may_create(self) -> bool:

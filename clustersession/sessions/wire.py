@@ -16,7 +16,17 @@ ALL_CHUNK  4   request id, index, last, [change], [[token, stamp]]    answers GE
 DIGEST     5   [bucket digest] (256 ints)                             every anti-entropy round
 SYNC       6   [wanted bucket], [change], [[token, stamp]]            answers a DIGEST that differs
 RECORDS    7   [change], [[token, stamp]]                             answers SYNC's wanted buckets
+OWNERS     8   [[token, route, stamp]], [[token, stamp]], [token]     backup manager: where sessions
+                                                                      live, dead ids, expired ids
+FETCH      9   request id, token                                      backup manager: a proxy's read
+FETCHED   10   request id, [change], [[token, stamp]]                 answers FETCH ([]: none)
+RESYNC    11   digest, count                                          backup manager: a backup's
+                                                                      check of what it holds
 =============  =====================================================  ==========================
+
+Kinds 8 to 11 are only sent by ``manager.kind = "backup"``; the first seven are
+unchanged, so the wire of a delta cluster is what it was (a node that does not
+know a kind drops the message with a logged :class:`WireError`).
 
 Changes are :func:`to_wire` lists; ``[token, stamp]`` pairs are dead ids.
 Decoding checks every type and raises :class:`WireError`.
@@ -240,6 +250,10 @@ class Kind(enum.IntEnum):
     DIGEST = 5
     SYNC = 6
     RECORDS = 7
+    OWNERS = 8
+    FETCH = 9
+    FETCHED = 10
+    RESYNC = 11
 
 
 @dataclass(slots=True)
@@ -255,6 +269,13 @@ class Message:
     dead: list[tuple[str, int]] = field(default_factory=list)
     touches: list[tuple[str, float]] = field(default_factory=list)
     buckets: list[int] = field(default_factory=list)
+    owners: list[tuple[str, str | None, int]] = field(default_factory=list)
+    """OWNERS: ``(token, route, route stamp)``: the session lives on the node of ``route``."""
+    gone: list[str] = field(default_factory=list)
+    """OWNERS: ids that expired on their primary."""
+    token: str = ""
+    digest: int = 0
+    count: int = 0
 
 
 def encode(message: Message) -> bytes:
@@ -275,6 +296,15 @@ def encode(message: Message) -> bytes:
         body = [message.buckets]
     elif kind is Kind.SYNC:
         body = [message.buckets, changes, dead]
+    elif kind is Kind.OWNERS:
+        owners = [[t, route, stamp_to_wire(stamp)] for t, route, stamp in message.owners]
+        body = [owners, dead, message.gone]
+    elif kind is Kind.FETCH:
+        body = [message.request_id, message.token]
+    elif kind is Kind.FETCHED:
+        body = [message.request_id, changes, dead]
+    elif kind is Kind.RESYNC:
+        body = [message.digest, message.count]
     else:
         body = [changes, dead]
     packed: bytes = msgpack.packb([int(kind), *body], use_bin_type=True)
@@ -321,6 +351,19 @@ def decode(payload: bytes) -> Message:
         buckets, changes, dead = _fields(body, 3)
         message.buckets = _ints(buckets)
         message.changes, message.dead = _changes(changes), _dead(dead)
+    elif kind is Kind.OWNERS:
+        owners, dead, gone = _fields(body, 3)
+        message.owners, message.dead, message.gone = _owners(owners), _dead(dead), _strs(gone)
+    elif kind is Kind.FETCH:
+        request_id, token = _fields(body, 2)
+        message.request_id, message.token = _int(request_id), _str(token)
+    elif kind is Kind.FETCHED:
+        request_id, changes, dead = _fields(body, 3)
+        message.request_id = _int(request_id)
+        message.changes, message.dead = _changes(changes), _dead(dead)
+    elif kind is Kind.RESYNC:
+        digest, count = _fields(body, 2)
+        message.digest, message.count = _int(digest), _int(count)
     else:
         changes, dead = _fields(body, 2)
         message.changes, message.dead = _changes(changes), _dead(dead)
@@ -337,6 +380,31 @@ def _int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise WireError(f"expected an integer, got {type(value).__name__}")
     return value
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise WireError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _strs(values: Any) -> list[str]:
+    if type(values) is not list:
+        raise WireError("expected a list of strings")
+    return [_str(v) for v in values]
+
+
+def _owners(values: Any) -> list[tuple[str, str | None, int]]:
+    if type(values) is not list:
+        raise WireError("expected a list of owner entries")
+    owners = []
+    for item in values:
+        if not (type(item) is list and len(item) == 3 and type(item[0]) is str):
+            raise WireError("malformed owner entry")
+        if item[1] is not None and type(item[1]) is not str:
+            raise WireError("owner entry route has the wrong type")
+        owners.append((item[0], item[1], stamp_from_wire(item[2])))
+    return owners
 
 
 def _ints(values: Any) -> list[int]:

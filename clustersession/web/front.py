@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..config import ClusterConfig
 from ..sessions.ids import SessionIds, loggable_id
-from ..sessions.manager import Opened
+from ..sessions.manager import Manager, Opened
 from ..sessions.record import SessionDelta
 from ..sessions.session import Session, UnserialisableChange
 from .cookies import SameSite, SessionCookie
@@ -133,6 +133,14 @@ class SessionFront:
             expire_at_once=config is None and max_age is not None and max_age <= 0,
             rolling=rolling,
         )
+
+    async def fetch(self, cookie_value: str, manager: Manager) -> None:
+        """Let ``manager`` bring the cookie's session here before :meth:`open` (backup manager)."""
+        if self.expire_at_once:
+            return
+        parsed = self.ids.parse(cookie_value)
+        if parsed is not None:
+            await manager.fetch(*parsed)
 
     def open(
         self,

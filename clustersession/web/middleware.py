@@ -109,8 +109,11 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         if kind == "http" and self.status.matches(scope["path"]):
             await self.status(scope, receive, send)
             return
+        cookie_value = self.cookie.read(scope["headers"])
+        if cookie_value is not None and self.manager.fetches:
+            await self.front.fetch(cookie_value, self.manager)
         opening = self.front.open(
-            self.cookie.read(scope["headers"]),
+            cookie_value,
             self.manager.open,
             now=self.manager.clock(),
             may_create=self._may_create,

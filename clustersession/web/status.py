@@ -63,6 +63,8 @@ def snapshot(manager: Viewable, route: str | None) -> dict[str, Any]:
         "send_options": replication.send_options,
     }
     data["channel"] = stats.as_dict()
+    if view.roles is not None:
+        data["roles"] = dataclasses.asdict(view.roles)
     return data
 
 
@@ -151,7 +153,16 @@ def render(data: dict[str, Any], *, json_path: str) -> str:
     numbers = "".join(
         f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in counters.items()
     )
-    mode = "replicated to every member" if data["distributable"] else "local (not distributable)"
+    roles = data.get("roles")
+    if roles is not None:
+        mode = (
+            f"primary of {roles['primaries']}, backup of {roles['backups']}, "
+            f"proxies for {roles['proxies']} (backup manager)"
+        )
+    elif data["distributable"]:
+        mode = "replicated to every member"
+    else:
+        mode = "local (not distributable)"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -1,4 +1,6 @@
-"""DeltaManagers over the in-memory network: nodes, request changes, and what converged means.
+"""Managers over the in-memory network: nodes, request changes, and what converged means.
+
+DeltaManagers, or BackupManagers with ``Cluster(seed, kind="backup")``.
 
 Requests are played as the middleware would commit them (``SessionDelta``), on
 tokens drawn from a seeded generator and with a fixed clock, so a schedule is
@@ -15,12 +17,16 @@ from clustersession.channel.member import Member
 from clustersession.channel.testing import InMemoryNetwork
 from clustersession.config import ClusterConfig
 from clustersession.sessions import codec
+from clustersession.sessions.backup_manager import BackupManager
 from clustersession.sessions.delta_manager import DeltaManager
 from clustersession.sessions.record import SessionDelta
 
 NOW = 1_700_000_000.0
 """Every node's wall clock: stamps then differ by their logical counter only, so
 which of two concurrent writes wins depends on the schedule, not on timing."""
+
+
+Node = DeltaManager | BackupManager
 
 
 def exchange_digest(manager: DeltaManager, peer: Member) -> Awaitable[None]:
@@ -31,24 +37,25 @@ def exchange_digest(manager: DeltaManager, peer: Member) -> Awaitable[None]:
 class Cluster:
     """DeltaManagers on one :class:`InMemoryNetwork`, started and stopped together."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, **defaults: Any) -> None:
+        """``defaults``: manager settings of every node (``kind="backup"``: BackupManagers)."""
         self.network = InMemoryNetwork(seed)
-        self.nodes: list[DeltaManager] = []
+        self.nodes: list[Any] = []
+        self.defaults = defaults
 
-    def manager(self, route: str, *, send_options: int = 8, **manager: Any) -> DeltaManager:
+    def manager(self, route: str, *, send_options: int = 8, **manager: Any) -> Any:
         """A node (not started) with ``route`` and ``manager`` settings."""
         base = ClusterConfig(jvm_route=route, distributable=True, channel_send_options=send_options)
-        config = replace(base, manager=replace(base.manager, **manager))
+        config = replace(base, manager=replace(base.manager, **{**self.defaults, **manager}))
         channel = self.network.channel(config)
-        node = DeltaManager(
-            config,
-            clock=lambda: NOW,
-            channel=channel,
-        )
+        kind = BackupManager if config.manager.kind == "backup" else DeltaManager
+        node = kind(config, clock=lambda: self.now, channel=channel)
         self.nodes.append(node)
         return node
 
-    async def start(self, route: str, **settings: Any) -> DeltaManager:
+    now = NOW
+
+    async def start(self, route: str, **settings: Any) -> Any:
         """A started node. The first has nobody to ask for sessions: its state transfer
         is off, else DeltaManager polls for members for seconds of real time."""
         if not self.nodes:
@@ -62,7 +69,7 @@ class Cluster:
         for node in reversed(self.nodes):
             await node.stop()
 
-    def partition(self, *groups: list[DeltaManager]) -> None:
+    def partition(self, *groups: list[Node]) -> None:
         """Cut the network between groups of nodes (see InMemoryNetwork.partition)."""
         self.network.partition(*([node.channel.local for node in group] for group in groups))
 
@@ -127,7 +134,7 @@ def sessions(node: DeltaManager) -> dict[str, tuple[str | None, dict[str, Any]]]
     }
 
 
-def values(node: DeltaManager, token: str) -> dict[str, Any] | None:
+def values(node: Node, token: str) -> dict[str, Any] | None:
     """The decoded values of a live session, or None."""
     record = node.lookup(token)
     if record is None:

@@ -1,0 +1,649 @@
+"""``BackupManager``: each session on a primary and ``backups`` copies (Tomcat's BackupManager).
+
+The same stamped store and merge as :class:`~.delta_manager.DeltaManager`, but a
+node keeps only the sessions it is an owner of (:mod:`.ownership`): the primary
+(the node whose route the session carries) and the next ``manager.backups``
+nodes of the rendezvous ranking. Every other node keeps a proxy entry, token ->
+(route, stamp). The parts:
+
+* writes go to the owners only (:meth:`.Replicator.queue_to`: DELTA numbered per
+  receiver, with ``manager.map_send_options``); a gap makes the receiver ask the
+  sender to resend (RESYNC, answered by RECORDS);
+* creations, ownership moves, renames, invalidations and expiries reach every
+  node as small OWNERS messages (route-only entries, dead and expired ids);
+* a request for a session held elsewhere fetches it (:mod:`.fetch`: backups
+  first, within ``rpc_timeout``), and this node becomes its primary;
+* a membership change re-replicates at once: a primary sends its sessions to
+  their new backups, the first backup of a lost primary takes over, and a copy
+  a node no longer owns is handed to its owners before it is dropped;
+* a joining node fetches the proxy entries (a chunked state transfer of routes
+  only) and serves at once; its share of copies is pushed to it by the primaries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from ..channel import Channel, ChannelError, ChannelMessage, GroupChannel, Member
+from ..channel import options as send_options
+from ..channel.application import is_application_payload
+from ..channel.tasks import BackgroundTasks
+from ..config import ClusterConfig
+from .anti_entropy import INTERVAL
+from .change import Change, snapshot
+from .chunks import chunked, send_acknowledged
+from .context import ReplicationContext
+from .fetch import Fetcher
+from .keepalive import KeepAlive
+from .listeners import AttributeEvent, SessionEvent, SessionListener
+from .manager import ClusterView, Opened, ReplicationCounters, ReplicationView, SessionRoles
+from .ownership import Placement
+from .record import SessionDelta, SessionRecord
+from .replication import Replicator
+from .stamped_store import StampedStore
+from .state_transfer import StateTransfer
+from .wire import Kind, Message, WireError, decode, encode
+
+logger = logging.getLogger("clustersession")
+
+ANNOUNCE_TRIES = 4  # sends of an OWNERS message to a member that does not acknowledge it
+_LIFECYCLE = frozenset(("session_created", "session_destroyed", "session_id_changed"))
+
+
+@dataclass(slots=True)
+class MoveCounters:
+    """Sessions that changed hands (the status page's and the tests' figures)."""
+
+    fetched: int = 0
+    """Copies fetched by a request on a node that held none."""
+    taken_over: int = 0
+    """Sessions this node became primary of (a request here, or a lost primary)."""
+    pushed: int = 0
+    """Copies sent to a new backup (re-replication, a join's share)."""
+    handed_over: int = 0
+    """Copies this node dropped after its owners acknowledged them."""
+    lost: int = 0
+    """Requests whose session had no copy left (they got a new session)."""
+
+
+class BackupManager(StampedStore):
+    """A stamped store holding the sessions this node owns, with proxies for the rest.
+
+    ``channel`` defaults to a :class:`GroupChannel` built from ``config``; any
+    :class:`Channel` will do (tests use :mod:`clustersession.channel.testing`).
+    """
+
+    fetches = True
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        listeners: Sequence[SessionListener] = (),
+        clock: Callable[[], float] = time.time,
+        channel: Channel | None = None,
+    ) -> None:
+        self.config = config
+        self.channel: Channel = channel if channel is not None else GroupChannel(config)
+        super().__init__(
+            sweep_interval=config.manager.expiry_sweep_interval,
+            listeners=listeners,
+            clock=clock,
+            default_interval=config.manager.max_inactive_interval,
+            node=int.from_bytes(self.channel.local.id[:4], "big"),
+            max_active_sessions=config.manager.max_active_sessions,
+            replicated_names=config.manager.session_attribute_name_filter,
+        )
+        self.proxies: dict[str, tuple[str | None, int]] = {}
+        """Sessions held elsewhere: token -> (route of the primary, its stamp)."""
+        self.counters = ReplicationCounters()
+        self.moves = MoveCounters()
+        self.placement = Placement(self.channel, config.manager.backups)
+        self._timers = BackgroundTasks(logger)
+        self._tasks = BackgroundTasks(logger)
+        context = ReplicationContext(self, self.channel, config, self.counters)
+        self.replication = Replicator(context, tasks=self._tasks, on_gap=self._resync_with)
+        self.replication.options = config.manager.map_send_options
+        self.state_transfer = StateTransfer(context, index=self._index)
+        self.keepalive = KeepAlive(context, holders=self._other_owners)
+        self.fetcher = Fetcher(context)
+        self.channel.add_listener(self._received)
+        self.channel.add_membership_listener(self)
+        self._view: dict[bytes, Member] = {}  # the members the copies were last placed for
+        self._rebalancing = asyncio.Lock()
+        self._trim_pending = False
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has completed."""
+        return self._started
+
+    async def start(self) -> None:
+        """Join the cluster, fetch where its sessions live, start background work.
+
+        The copies this node should hold arrive from their primaries meanwhile;
+        requests are served before that ends (a missing copy is fetched).
+        """
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.channel.start()
+            await super().start()
+            self._view = self.placement.members()
+            self._timers.spawn(self.keepalive.run_forever(), "clustersession-touch")
+            self._timers.spawn(self._check_forever(), "clustersession-backup-check")
+            self._started = True
+            await self.state_transfer.run()
+            if self.state_transfer.transferred is False and (
+                self.config.manager.terminate_on_start_failure
+            ):
+                await self.stop()
+                raise RuntimeError(
+                    "no member sent where the sessions live, and "
+                    "manager.terminate_on_start_failure is true"
+                )
+
+    async def stop(self) -> None:
+        """Leave the cluster: the backups hold every acknowledged write and take over."""
+        if not self._started:
+            return
+        self._started = False
+        await self.replication.flush()
+        await self._tasks.wait(timeout=2.0)
+        if self.config.manager.expire_sessions_on_shutdown:
+            await self._expire_everywhere()
+        await self.keepalive.flush()
+        await self._timers.cancel_all()
+        await self._tasks.cancel_all()
+        await super().stop()
+        await self.channel.stop()
+
+    # -- the web floor's questions ------------------------------------------------------
+
+    async def fetch(self, token: str, route: str | None = None) -> None:
+        """Bring session ``token`` here if another node holds it, within ``rpc_timeout``.
+
+        ``route`` (the cookie's) locates a session this node has no proxy entry for
+        yet (it just joined). A copy held here (a backup) needs no message.
+        """
+        if token in self.tombstones or token in self.store:
+            return
+        known = self.proxies.get(token)
+        if known is None and route is None:
+            return  # never heard of it: an unknown or forged id
+        located = known[0] if known is not None else route
+        members = self.placement.members()
+        owners = self.placement.owners(token, located, members)
+        local = self.channel.local.id
+        backups = [members[m] for m in owners.backups if m != local]
+        first = [members[owners.primary]] if owners.primary not in (None, local) else []
+        first_ids = {m.id for m in (*backups, *first)} | {local}
+        rest = [m for i, m in members.items() if i not in first_ids]
+        timeout = self.config.manager.rpc_timeout / 1000
+        answer = await self.fetcher.fetch(token, [backups, first, rest], timeout)
+        if answer is None:
+            if known is not None:
+                self.moves.lost += 1
+                logger.warning(
+                    "session %.8s…: no copy answered within %.1f s (every holder gone?): "
+                    "the request gets a new session",
+                    token,
+                    timeout,
+                )
+            return
+        self.counters.bad_messages += self.merge_remote(answer.changes, answer.dead)
+        if token in self.store:
+            self.moves.fetched += 1
+
+    def open(self, token: str) -> Opened:
+        """The live session ``token`` names; a copy held here becomes this node's (primary)."""
+        record = self.lookup(token)
+        if record is None:
+            return Opened(None, retired=token in self.tombstones)
+        if record.route == self.channel.local.route:
+            return Opened(record)
+        self.take_over(record)
+        return Opened(record, rerouted=True)
+
+    def take_over(self, record: SessionRecord) -> None:
+        """Make this node the session's primary; its backups get the whole session."""
+        local = self.channel.local
+        logger.info("session %.8s…: primary %s -> %s", record.token, record.route, local.route)
+        change = Change(record.token, self.clock(), route=local.route, route_stamp=self.hlc.stamp())
+        self.apply(change, remote=False)
+        self.moves.taken_over += 1
+        full = snapshot(record)
+        for member in self._other_owners(record.token):
+            self.replication.queue_to(member, [full])
+        self._announce([(record.token, record.route, record.route_stamp)], [], [])
+
+    def may_create(self) -> bool:
+        """Whether a request may start a session: ``max_active_sessions`` counts primaries."""
+        limit = self.max_active_sessions
+        if limit < 0:
+            return True
+        primaries = self._primaries()
+        if primaries < limit:
+            return True
+        self.rejected_sessions += 1
+        logger.warning(
+            "refused a new session: %d primary sessions, max_active_sessions = %d",
+            primaries,
+            limit,
+        )
+        return False
+
+    async def commit(
+        self, deltas: Sequence[SessionDelta], *, replicate: bool = True
+    ) -> list[Change]:
+        """Apply a request's changes here and send them to the session's other owners.
+
+        With ``map_send_options`` 2 or 6 it returns once they acknowledged them.
+        """
+        changes, sent = self._commit_now(deltas, replicate)
+        if sent is not None and self.waits_for_peers:
+            await asyncio.shield(sent)
+        return changes
+
+    def commit_nowait(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> None:
+        """Apply a request's changes here and queue them for the owners; wait for nothing."""
+        self._commit_now(deltas, replicate)
+
+    @property
+    def waits_for_peers(self) -> bool:
+        """Whether a commit waits for the backups' acknowledgements (options 2, 6)."""
+        return not self.config.manager.map_send_options & send_options.ASYNCHRONOUS
+
+    def _commit_now(
+        self, deltas: Sequence[SessionDelta], replicate: bool
+    ) -> tuple[list[Change], asyncio.Future[None] | None]:
+        changes = self.commit_local(deltas)
+        sent: asyncio.Future[None] | None = None
+        entries: list[tuple[str, str | None, int]] = []
+        dead: list[tuple[str, int]] = []
+        members = self.placement.members()
+        for change in changes:
+            token = change.token
+            if change.is_access_only:
+                self.keepalive.touched(token, change.accessed_at)
+                continue
+            if not replicate and not (change.invalidated or change.renamed_from):
+                continue
+            record = self.store.get(token)
+            if change.invalidated:
+                dead.append((token, change.invalidated))
+            if change.renamed_from is not None:
+                old = self.tombstones.get(change.renamed_from)
+                if old is not None:
+                    dead.append((change.renamed_from, old[0]))
+            route = record.route if record is not None else change.route
+            for member in self._other_owners(token, route, members):
+                sent = self.replication.queue_to(member, [change])
+            if record is not None and change.route_stamp:
+                entries.append((token, record.route, record.route_stamp))
+        if entries or dead:
+            self._announce(entries, dead, [])
+        return changes, sent
+
+    def view(self) -> ClusterView:
+        """Sessions, members, traffic and roles, for the status page."""
+        primaries = self._primaries()
+        return ClusterView(
+            sessions=len(self.store),
+            rejected_sessions=self.rejected_sessions,
+            tombstones=len(self.tombstones),
+            local=self.channel.local,
+            members=tuple(self.channel.members),
+            channel=self.channel.stats(),
+            replication=ReplicationView(
+                counters=self.counters,
+                state_transferred=self.state_transfer.transferred,
+                send_options=self.config.manager.map_send_options,
+            ),
+            roles=SessionRoles(
+                primaries=primaries,
+                backups=len(self.store) - primaries,
+                proxies=len(self.proxies),
+            ),
+        )
+
+    # -- who holds what ------------------------------------------------------------------
+
+    def _primaries(self) -> int:
+        route = self.channel.local.route
+        return sum(1 for r in self.store if r.route == route)
+
+    def _other_owners(
+        self,
+        token: str,
+        route: str | None = None,
+        members: dict[bytes, Member] | None = None,
+    ) -> list[Member]:
+        """The session's owners other than this node (``route``: the record's by default)."""
+        live = self.placement.members() if members is None else members
+        if route is None:
+            record = self.store.get(token)
+            route = record.route if record is not None else self.proxies.get(token, (None, 0))[0]
+        local = self.channel.local.id
+        return [live[m] for m in self.placement.owners(token, route, live).all if m != local]
+
+    def _index(self) -> list[Change]:
+        """Every session known here, route only: what a joining node learns (its proxies)."""
+        entries = [
+            Change(r.token, r.last_accessed_at, route=r.route, route_stamp=r.route_stamp)
+            for r in self.store
+        ]
+        entries.extend(
+            Change(token, 0.0, route=route, route_stamp=stamp)
+            for token, (route, stamp) in self.proxies.items()
+        )
+        return entries
+
+    # -- merging -----------------------------------------------------------------------
+
+    def apply(self, change: Change, *, remote: bool) -> None:
+        """Merge a change; for a session not held here, only its route is kept (a proxy).
+
+        A whole session (a copy sent to an owner) or a creation is kept; a later
+        check hands copies this node does not own to their owners.
+        """
+        token = change.token
+        keeps = change.invalidated or change.full or change.created_at is not None
+        if remote and not keeps and token not in self.store:
+            if change.route_stamp:
+                self._note_proxy(token, change.route, change.route_stamp)
+            return  # a write for a copy that is not here: the owners have it
+        known = None if token in self.store else self.proxies.get(token)
+        super().apply(change, remote=remote)
+        if change.invalidated or token in self.store:
+            self.proxies.pop(token, None)
+        record = self.store.get(token)
+        if known is not None and record is not None and known[1] > record.route_stamp:
+            # A copy older than what this node heard of its route: the route it heard wins.
+            super().apply(Change(token, 0.0, route=known[0], route_stamp=known[1]), remote=True)
+        if change.renamed_from is not None:
+            self.proxies.pop(change.renamed_from, None)
+
+    def _note_proxy(self, token: str, route: str | None, stamp: int) -> None:
+        if token in self.tombstones:
+            return
+        known = self.proxies.get(token)
+        if known is None or stamp > known[1]:
+            self.proxies[token] = (route, stamp)
+
+    def expire(self, record: SessionRecord) -> None:
+        """Remove an expired session; its primary tells every node (their proxies go)."""
+        super().expire(record)
+        if record.route == self.channel.local.route and self._started:
+            self._announce([], [], [record.token])
+
+    def is_expired(self, record: SessionRecord, now: float) -> bool:
+        """Primaries expire on time; copies wait for keep-alives that may be in flight."""
+        interval = record.max_inactive_interval
+        if interval <= 0:
+            return False
+        idle = now - record.last_accessed_at
+        if record.route == self.channel.local.route:
+            return idle >= interval
+        return idle >= interval + self.keepalive.grace
+
+    def _notify(self, method: str, event: SessionEvent | AttributeEvent) -> None:
+        if event.remote:
+            manager = self.config.manager
+            allowed = (
+                manager.notify_session_listeners_on_replication
+                if method in _LIFECYCLE
+                else manager.notify_listeners_on_replication
+            )
+            if not allowed:
+                return
+        super()._notify(method, event)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def _announce(
+        self,
+        entries: list[tuple[str, str | None, int]],
+        dead: list[tuple[str, int]],
+        gone: list[str],
+    ) -> None:
+        """Tell every node where sessions live now, which ids died, which expired."""
+        message = Message(Kind.OWNERS, owners=entries, dead=dead, gone=gone)
+        self._tasks.spawn(self._send_all(message), "clustersession-owners")
+
+    async def _send_all(self, message: Message) -> None:
+        """``message`` to every node, acknowledged; the members it missed get it again.
+
+        A stale proxy only costs a request a fetch, but a copy holder that missed a
+        move would keep a copy nobody updates: so a few tries, not one.
+        """
+        targets = [m for i, m in self.placement.members().items() if i != self.channel.local.id]
+        payload = encode(message)
+        for _ in range(ANNOUNCE_TRIES):
+            if not targets:
+                return
+            try:
+                await self.channel.send(targets, payload, send_options.USE_ACK)
+                return
+            except ChannelError as exc:
+                live = self.placement.members()
+                targets = [m for m in exc.members if m.id in live]
+            except ValueError as exc:
+                logger.warning("could not tell the members where sessions live: %s", exc)
+                return
+        logger.warning("could not tell %s where sessions live", ", ".join(map(str, targets)))
+
+    async def _push(self, member: Member, changes: list[Change]) -> bool:
+        """Whole sessions to ``member`` in acknowledged chunks; whether all arrived."""
+        size = self.config.manager.send_all_sessions_size
+        timeout = self.config.manager.access_timeout / 1000
+        messages = [Message(Kind.RECORDS, changes=list(b)) for _, b, _ in chunked(changes, size)]
+        try:
+            await asyncio.wait_for(
+                send_acknowledged(self.channel, [member], messages), timeout * len(messages)
+            )
+        except (ChannelError, TimeoutError, ValueError) as exc:
+            logger.warning("could not copy %d sessions to %s: %s", len(changes), member, exc)
+            return False
+        return True
+
+    async def _expire_everywhere(self) -> None:
+        route = self.channel.local.route
+        mine = [r for r in list(self.store) if r.route == route]
+        dead = []
+        for record in mine:
+            change = Change(record.token, self.clock(), invalidated=self.hlc.stamp())
+            self.apply(change, remote=False)
+            dead.append((record.token, change.invalidated))
+        if dead:
+            await self._send_all(Message(Kind.OWNERS, dead=dead))
+
+    # -- receiving -----------------------------------------------------------------------
+
+    async def _received(self, message: ChannelMessage) -> None:
+        if is_application_payload(message.payload):
+            return  # another user of the shared channel (the farm deployer)
+        try:
+            decoded = decode(message.payload)
+        except WireError as exc:
+            self.counters.bad_messages += 1
+            logger.warning("dropped a session message from %s: %s", message.sender, exc)
+            return
+        sender, kind = message.sender, decoded.kind
+        if kind is Kind.DELTA:
+            self.replication.received(sender, decoded)
+            self._check_soon()
+        elif kind is Kind.TOUCH:
+            self.keepalive.received(decoded.touches)
+        elif kind is Kind.OWNERS:
+            self._owners_received(decoded)
+        elif kind is Kind.FETCH:
+            work = self.fetcher.serve(sender, decoded.request_id, decoded.token)
+            self._tasks.spawn(work, "clustersession-fetch-answer")
+        elif kind is Kind.FETCHED:
+            self.fetcher.received(sender, decoded)
+        elif kind is Kind.RESYNC:
+            work = self._answer_resync(sender, decoded.digest, decoded.count)
+            self._tasks.spawn(work, "clustersession-resync")
+        elif kind is Kind.GET_ALL:
+            work = self.state_transfer.serve(sender, decoded.request_id)
+            self._tasks.spawn(work, "clustersession-state-transfer")
+        elif kind is Kind.ALL_CHUNK:
+            self.state_transfer.chunk_received(decoded)
+        elif kind is Kind.RECORDS:
+            self.counters.bad_messages += self.merge_remote(decoded.changes, decoded.dead)
+            self._check_soon()
+        # DIGEST and SYNC are the delta manager's: a mixed cluster is not supported.
+
+    def _owners_received(self, message: Message) -> None:
+        for token, route, stamp in message.owners:
+            self.hlc.observe(stamp)
+            self.apply(Change(token, 0.0, route=route, route_stamp=stamp), remote=True)
+        self.counters.bad_messages += self.merge_remote([], message.dead)
+        for token in message.gone:
+            self.proxies.pop(token, None)
+            record = self.store.get(token)
+            if record is not None and record.route != self.channel.local.route:
+                self.expire(record)  # expired on its primary: a copy follows
+        if message.owners:
+            self._check_soon()
+
+    # -- keeping the copies where they belong ----------------------------------------------
+
+    def member_added(self, member: Member) -> None:
+        """A member joined: it gets its share of copies."""
+        self._tasks.spawn(self.rebalance(), "clustersession-rebalance")
+
+    def member_disappeared(self, member: Member, reason: str) -> None:
+        """A member left: its sessions get new owners at once."""
+        self._tasks.spawn(self.rebalance(), "clustersession-rebalance")
+
+    async def rebalance(self) -> None:
+        """Place the copies for the current members: re-replicate, take over, hand over.
+
+        For each session held here: if its primary is gone and this node is the
+        first of its ranking, it becomes the primary; if this node is the primary,
+        backups that did not hold a copy under the previous members get one. Then
+        copies this node no longer owns go to their owners (:meth:`check`).
+        """
+        async with self._rebalancing:
+            members = self.placement.members()
+            before, self._view = self._view, members
+            local = self.channel.local.id
+            pushes: dict[bytes, list[Change]] = {}
+            for record in list(self.store):
+                owners = self.placement.owners(record.token, record.route, members)
+                if owners.primary is None and owners.backups[:1] == (local,):
+                    self.take_over(record)  # its backups get it in the replicator's batch
+                    continue
+                if owners.primary != local:
+                    continue
+                previous = self.placement.owners(record.token, record.route, before)
+                for member_id in owners.backups:
+                    if member_id not in previous:
+                        pushes.setdefault(member_id, []).append(snapshot(record))
+            results = await asyncio.gather(
+                *(self._push(members[m], changes) for m, changes in pushes.items())
+            )
+            for (_, changes), ok in zip(pushes.items(), results, strict=True):
+                if ok:
+                    self.moves.pushed += len(changes)
+        await self.check()
+
+    async def check(self) -> None:
+        """Hand each copy this node does not own to its owners, then drop it.
+
+        A copy is only dropped once every owner acknowledged it, so a node that
+        leaves the owners never takes the last copy with it.
+        """
+        self._trim_pending = False
+        members = self.placement.members()
+        local = self.channel.local.id
+        by_owners: dict[tuple[bytes, ...], list[SessionRecord]] = {}
+        for record in list(self.store):
+            owners = self.placement.owners(record.token, record.route, members)
+            if local not in owners:
+                by_owners.setdefault(owners.all, []).append(record)
+        for owner_ids, records in by_owners.items():
+            changes = [snapshot(r) for r in records]
+            results = await asyncio.gather(*(self._push(members[m], changes) for m in owner_ids))
+            if not owner_ids or not all(results):
+                continue  # kept: it may be the last copy
+            for record in records:
+                held = self.store.get(record.token)
+                if held is None or self.placement.is_owner(held.token, held.route):
+                    continue  # gone meanwhile, or ours again
+                self.store.pop(held.token)
+                self._note_proxy(held.token, held.route, held.route_stamp)
+                self.moves.handed_over += 1
+
+    def _check_soon(self) -> None:
+        if not self._trim_pending and self._started:
+            self._trim_pending = True
+            self._tasks.spawn(self.check(), "clustersession-backup-check")
+
+    async def _check_forever(self) -> None:
+        """Now and then: compare the copies held for a random member with it, then check."""
+        while True:
+            await asyncio.sleep(INTERVAL * random.uniform(0.5, 1.5))
+            members = [m for i, m in self.placement.members().items() if i != self.channel.local.id]
+            if members:
+                await self.resync(random.choice(members))
+            await self.check()
+
+    # -- repairs ---------------------------------------------------------------------------
+
+    def _held_from(self, route: str | None) -> tuple[int, int]:
+        """The digest and number of the copies held here whose primary is ``route``."""
+        digest, count = 0, 0
+        for record in self.store:
+            if record.route == route:
+                digest ^= record.digest
+                count += 1
+        return digest, count
+
+    def _resync_with(self, member: Member) -> None:
+        self._tasks.spawn(self.resync(member), "clustersession-resync")
+
+    async def resync(self, member: Member) -> None:
+        """Ask ``member`` to resend the sessions it is primary of that this node should hold."""
+        digest, count = self._held_from(member.route)
+        message = Message(Kind.RESYNC, digest=digest, count=count)
+        with contextlib.suppress(ChannelError):
+            await self.channel.send([member], encode(message), send_options.USE_ACK)
+
+    async def _answer_resync(self, member: Member, digest: int, count: int) -> None:
+        """Resend ``member`` its copies of our sessions, unless its digest matches."""
+        self.counters.anti_entropy_rounds += 1
+        members = self.placement.members()
+        route = self.channel.local.route
+        ours = [
+            r
+            for r in self.store
+            if r.route == route and member.id in self.placement.owners(r.token, route, members)
+        ]
+        theirs = 0
+        for record in ours:
+            theirs ^= record.digest
+        if (theirs, len(ours)) == (digest, count):
+            return
+        self.counters.sessions_repaired += len(ours)
+        dead = [(t, s) for t, (s, _) in self.tombstones.items()]
+        changes = [snapshot(r) for r in ours]
+        size = self.config.manager.send_all_sessions_size
+        messages: Iterable[Message] = (
+            Message(Kind.RECORDS, changes=list(b), dead=dead if last else [])
+            for _, b, last in chunked(changes, size)
+        )
+        with contextlib.suppress(ChannelError):
+            await send_acknowledged(self.channel, [member], messages)

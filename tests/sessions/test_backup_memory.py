@@ -1,0 +1,228 @@
+"""BackupManager protocol scenarios on the in-memory network: placement, fetch, failover.
+
+Five nodes with one backup unless a test says otherwise; faults made on purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from clustersession.channel.testing import InMemoryChannel
+from clustersession.sessions.backup_manager import BackupManager
+
+from .memnet import Cluster, create, invalidate, regenerate, values, write
+
+pytestmark = pytest.mark.anyio
+
+ROUTES = "abcde"
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    made = Cluster(seed=3, kind="backup", backups=1, state_transfer_timeout=5)
+    yield made
+    await made.stop()
+
+
+async def start_all(cluster: Cluster, routes: str = ROUTES) -> list[BackupManager]:
+    nodes = [await cluster.start(r) for r in routes]
+    await settle(cluster)
+    return nodes
+
+
+async def settle(cluster: Cluster) -> None:
+    """Deliver everything, then let every live node check its copies until nothing moves."""
+    for _ in range(5):
+        await cluster.network.settle()
+        for node in alive(cluster):
+            await node.check()
+        await cluster.network.settle()
+
+
+def alive(cluster: Cluster) -> list[BackupManager]:
+    return [n for n in cluster.nodes if isinstance(n.channel, InMemoryChannel) and n.channel.alive]
+
+
+def holders(cluster: Cluster, token: str) -> list[str]:
+    return sorted(n.channel.local.route for n in alive(cluster) if token in n.store)
+
+
+def knowers(cluster: Cluster, token: str) -> list[str]:
+    return sorted(
+        n.channel.local.route for n in alive(cluster) if token in n.store or token in n.proxies
+    )
+
+
+async def read(node: BackupManager, token: str, route: str | None = None) -> dict | None:
+    """What a request through ``node`` sees (the middleware's fetch, then open)."""
+    await node.fetch(token, route)
+    opened = node.open(token)
+    await node.channel._network.settle()  # type: ignore[attr-defined]
+    if opened.record is None:
+        return None
+    return values(node, token)
+
+
+def primary_of(cluster: Cluster, token: str) -> BackupManager:
+    (route,) = {n.store.get(token).route for n in alive(cluster) if token in n.store}
+    return next(n for n in alive(cluster) if n.channel.local.route == route)
+
+
+async def test_a_session_is_held_by_two_nodes_and_known_to_all(cluster: Cluster) -> None:
+    a, *_ = await start_all(cluster)
+    await a.commit([create("s", "a", user="alice")])
+    await settle(cluster)
+    assert len(holders(cluster, "s")) == 2 and "a" in holders(cluster, "s")
+    assert knowers(cluster, "s") == list(ROUTES)
+    assert a.view().roles is not None and a.view().roles.primaries == 1
+
+
+async def test_a_read_through_any_node_returns_it_and_moves_the_primary(cluster: Cluster) -> None:
+    nodes = await start_all(cluster)
+    await nodes[0].commit([create("s", "a", user="alice")])
+    await settle(cluster)
+    for node in nodes[1:]:
+        assert await read(node, "s") == {"user": "alice"}
+        await settle(cluster)
+        assert primary_of(cluster, "s") is node
+        assert len(holders(cluster, "s")) == 2
+        assert knowers(cluster, "s") == list(ROUTES)
+    await nodes[2].fetch("s")
+    nodes[2].open("s")
+    await nodes[2].commit([write("s", "c", n=2)])
+    await settle(cluster)
+    assert await read(nodes[0], "s") == {"user": "alice", "n": 2}
+
+
+async def test_writes_go_to_the_backups_only(cluster: Cluster) -> None:
+    a, *_ = await start_all(cluster)
+    await a.commit([create(f"s{i}", "a", i=i) for i in range(40)])
+    await settle(cluster)
+    for node in alive(cluster)[1:]:
+        backed = [t for t in (f"s{i}" for i in range(40)) if t in node.store]
+        assert backed, "every node backs some of a's sessions (even spread)"
+        assert len(node.proxies) == 40 - len(backed)
+
+
+async def test_killing_the_primary_the_next_request_anywhere_has_it(cluster: Cluster) -> None:
+    nodes = await start_all(cluster)
+    await nodes[0].commit([create("s", "a", user="alice")])
+    await settle(cluster)
+    cluster.network.kill(nodes[0].channel)
+    await settle(cluster)
+    assert len(holders(cluster, "s")) == 2  # re-replicated at once
+    for node in nodes[1:]:
+        assert await read(node, "s", "a") == {"user": "alice"}
+
+
+async def test_primary_then_backup_killed_one_after_the_other_it_survives(cluster: Cluster) -> None:
+    nodes = await start_all(cluster)
+    await nodes[0].commit([create("s", "a", user="alice")])
+    await settle(cluster)
+    first = holders(cluster, "s")
+    for route in first:  # one after the other, re-replication in between
+        cluster.network.kill(next(n for n in nodes if n.channel.local.route == route).channel)
+        await settle(cluster)
+        assert len(holders(cluster, "s")) == 2
+    survivor = alive(cluster)[0]
+    assert await read(survivor, "s", "a") == {"user": "alice"}
+
+
+async def test_both_copies_killed_at_once_is_a_new_session(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    nodes = await start_all(cluster)
+    await nodes[0].commit([create("s", "a", user="alice")])
+    await settle(cluster)
+    for route in holders(cluster, "s"):
+        cluster.network.kill(next(n for n in nodes if n.channel.local.route == route).channel)
+    await settle(cluster)
+    survivor = alive(cluster)[0]
+    with caplog.at_level(logging.WARNING, logger="clustersession"):
+        assert await read(survivor, "s", "a") is None
+    assert "no copy answered" in caplog.text
+    assert survivor.moves.lost == 1
+
+
+async def test_a_join_and_a_leave_move_only_their_share(cluster: Cluster) -> None:
+    nodes = await start_all(cluster, "abcd")
+    for node in nodes:
+        route = node.channel.local.route
+        await node.commit([create(f"{route}{i}", route, i=i) for i in range(50)])
+    await settle(cluster)
+    before = {n.channel.local.route: set(r.token for r in n.store) for n in nodes}
+    joiner = await cluster.start("e")
+    await settle(cluster)
+    assert joiner.state_transfer.transferred is True
+    assert len(joiner.proxies) + len(joiner.store) == 200  # knows every session
+    moved = len(joiner.store)
+    # Its share: one of five nodes holds 2 of the 200 x 2 copies' places, about 80.
+    assert 40 <= moved <= 120, moved
+    for node in nodes:  # the others only lost what the joiner now holds
+        now = {r.token for r in node.store}
+        assert now <= before[node.channel.local.route]
+        assert (before[node.channel.local.route] - now) <= {r.token for r in joiner.store}
+    total = sum(len(n.store) for n in alive(cluster))
+    assert total == 400  # still exactly two copies each
+    await joiner.stop()
+    await settle(cluster)
+    assert sum(len(n.store) for n in alive(cluster)) == 400
+    for token in (f"{r}{i}" for r in "abcd" for i in range(50)):
+        assert len(holders(cluster, token)) == 2
+
+
+async def test_concurrent_writes_through_two_nodes_converge(cluster: Cluster) -> None:
+    a, b, *_ = await start_all(cluster)
+    await a.commit([create("s", "a", k=0)])
+    await settle(cluster)
+    network = cluster.network
+    network.reorder, network.duplicate, network.delay = 1.0, 0.3, 0.3
+    for round_ in range(4):
+        for i, node in enumerate((a, b)):
+            await node.fetch("s")
+            node.open("s")
+            await node.commit([write("s", None, k=i * 10 + round_, **{f"own{i}": round_})])
+    network.reorder = network.duplicate = network.delay = 0.0
+    await settle(cluster)
+    copies = [values(n, "s") for n in alive(cluster) if "s" in n.store]
+    assert len(copies) == 2 and copies[0] == copies[1]
+    assert (copies[0]["own0"], copies[0]["own1"]) == (3, 3)
+
+
+async def test_invalidate_and_regenerate_leave_tombstones_everywhere(cluster: Cluster) -> None:
+    a, *_ = await start_all(cluster)
+    await a.commit([create("s", "a", v=1), create("t", "a", v=2)])
+    await settle(cluster)
+    await a.commit([invalidate("s", "a"), regenerate("t", "t2", "a")])
+    await settle(cluster)
+    for node in alive(cluster):
+        assert "s" in node.tombstones and "t" in node.tombstones
+        assert "s" not in node.store and "s" not in node.proxies and "t" not in node.proxies
+        assert node.open("s").retired
+    assert len(holders(cluster, "t2")) == 2 and knowers(cluster, "t2") == list(ROUTES)
+
+
+async def test_expiry_on_the_primary_removes_proxies_and_copies(cluster: Cluster) -> None:
+    a, *_ = await start_all(cluster)
+    await a.commit([create("s", "a", v=1)])
+    await settle(cluster)
+    cluster.now += 3600
+    assert a.sweep() == 1
+    await settle(cluster)
+    assert knowers(cluster, "s") == []
+
+
+async def test_max_active_sessions_counts_primaries_only() -> None:
+    cluster = Cluster(seed=4, kind="backup", max_active_sessions=2, state_transfer_timeout=5)
+    try:
+        a, b = await cluster.start("a"), await cluster.start("b")
+        await b.commit([create("b1", "b"), create("b2", "b")])  # a backs them up
+        await settle(cluster)
+        assert len(a.store) == 2 and a.may_create()
+        await a.commit([create("a1", "a"), create("a2", "a")])
+        assert not a.may_create() and a.rejected_sessions == 1
+    finally:
+        await cluster.stop()
