@@ -40,6 +40,7 @@ from .change import Change, snapshot
 from .chunks import chunked, send_acknowledged
 from .context import ReplicationContext
 from .fetch import Fetcher
+from .ids import loggable_id
 from .keepalive import KeepAlive
 from .listeners import AttributeEvent, SessionEvent, SessionListener
 from .manager import ClusterView, Opened, ReplicationCounters, ReplicationView, SessionRoles
@@ -195,9 +196,9 @@ class BackupManager(StampedStore):
             if known is not None:
                 self.moves.lost += 1
                 logger.warning(
-                    "session %.8s…: no copy answered within %.1f s (every holder gone?): "
+                    "session %s: no copy answered within %.1f s (every holder gone?): "
                     "the request gets a new session",
-                    token,
+                    loggable_id(token),
                     timeout,
                 )
             return
@@ -218,7 +219,9 @@ class BackupManager(StampedStore):
     def take_over(self, record: SessionRecord) -> None:
         """Make this node the session's primary; its backups get the whole session."""
         local = self.channel.local
-        logger.info("session %.8s…: primary %s -> %s", record.token, record.route, local.route)
+        logger.info(
+            "session %s: primary %s -> %s", loggable_id(record.token), record.route, local.route
+        )
         change = Change(record.token, self.clock(), route=local.route, route_stamp=self.hlc.stamp())
         self.apply(change, remote=False)
         self.moves.taken_over += 1
