@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean system-deps compose-demo
+.PHONY: demo test lint typecheck unit bench chaos clean system-deps compose-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ unit: $(STAMP) system-deps
 ## Session overhead benchmark, ASGI and WSGI rows (needs wrk: apt-get install wrk).
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
+
+## The chaos runs and their figures (docs/reliability.md): about 10 minutes, needs root.
+chaos: $(STAMP) system-deps
+	$(BIN)/python -m bench.chaos --json chaos-figures.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

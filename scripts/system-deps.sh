@@ -4,6 +4,7 @@ set -euo pipefail
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v nft >/dev/null 2>&1 || need+=(nftables)  # chaos runs: loss and partitions
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

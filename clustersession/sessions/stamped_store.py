@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 
+from ..channel.ratelimit import RateLimitedLog
 from . import codec
 from .change import Change, Effect, full_digest, merge, new_record, snapshot
 from .clock import HybridClock, stamp_time
@@ -75,6 +76,8 @@ class StampedStore:
         self.rejected_sessions = 0  # Tomcat's rejectedSessions
         self.sessions_created = 0  # by this node's requests (Tomcat's sessionCounter)
         self.sessions_expired = 0  # Tomcat's expiredSessions
+        # A flood of new-session requests must not become a flood of log lines.
+        self._refusals = RateLimitedLog(logger)
         self._replicated = re.compile(replicated_names) if replicated_names else None
         self._is_replicated: dict[str, bool] = {}  # the filter's verdict per name
 
@@ -154,8 +157,8 @@ class StampedStore:
         if limit < 0 or len(self.store) < limit:
             return True
         self.rejected_sessions += 1
-        logger.warning("refused a new session: %d active, max_active_sessions = %d",
-                       len(self.store), limit)  # fmt: skip
+        self._refusals.warning("max_active_sessions", "refused a new session: %d active, "
+                               "max_active_sessions = %d", len(self.store), limit)  # fmt: skip
         return False
 
     def is_expired(self, record: SessionRecord, now: float) -> bool:

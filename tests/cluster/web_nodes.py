@@ -17,12 +17,25 @@ from .network import Host, Network
 
 
 class WebNode:
-    """``uvicorn tests.support.app:from_env`` on one host; HTTP over a Unix socket."""
+    """``uvicorn tests.support.app:from_env`` on one host; HTTP over a Unix socket.
 
-    def __init__(self, network: Network, host: Host, *, workers: int = 1, **env: str) -> None:
+    With ``tcp_port`` it also listens on the host's address (``tests.cluster.dual_serve``,
+    one worker), for clients running in other hosts of the network.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        host: Host,
+        *,
+        workers: int = 1,
+        tcp_port: int | None = None,
+        **env: str,
+    ) -> None:
         self.network = network
         self.host = host
         self.workers = workers
+        self.tcp_port = tcp_port
         self.env = {
             "CLUSTERSESSION_SECRET": SECRET,
             "CLUSTERSESSION_DISTRIBUTABLE": "true",
@@ -45,6 +58,9 @@ class WebNode:
         argv = [sys.executable, "-m", "uvicorn", "tests.support.app:from_env", "--factory",
                 "--uds", str(self.socket), "--lifespan", "on",
                 "--workers", str(self.workers), "--log-level", "warning"]  # fmt: skip
+        if self.tcp_port is not None:
+            argv = [sys.executable, "-m", "tests.cluster.dual_serve", "--uds", str(self.socket),
+                    "--host", self.host.address, "--port", str(self.tcp_port)]  # fmt: skip
         with self.log.open("ab") as log:
             self.process = self.network.run(self.host, argv, env=self.env, stdout=log, stderr=log)
         if wait:

@@ -86,3 +86,16 @@ async def test_lifetime_ends_an_active_session_counted_from_creation() -> None:
         await manager.commit(reader.changes(now[0]))
     now[0] += 5  # 30 s after creation
     assert manager.lookup(token) is None
+
+
+async def test_a_flood_of_refused_sessions_logs_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    ids, manager = SessionIds(None, None), LocalManager(max_active_sessions=1)
+    first = new_session(manager, ids)
+    first["a"] = 1
+    await manager.commit(first.changes(manager.clock()))
+    with caplog.at_level("WARNING", logger="clustersession"):
+        refused = [manager.may_create() for _ in range(1000)]
+    assert refused == [False] * 1000
+    assert manager.rejected_sessions == 1000  # every refusal is counted
+    lines = [r.getMessage() for r in caplog.records if "refused a new session" in r.getMessage()]
+    assert lines == ["refused a new session: 1 active, max_active_sessions = 1"]

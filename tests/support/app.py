@@ -26,6 +26,7 @@ from clustersession import (
     SessionEvent,
     SessionListener,
 )
+from clustersession.sessions import codec
 from clustersession.sessions.manager import ClusterView
 from clustersession.web.admin import admin_of
 
@@ -127,7 +128,10 @@ def create_app(
     answered, and the session (so a test sees which worker read what).
 
     ``/state``: the session count, a fingerprint of every session (equal on nodes
-    that agree) and what a :class:`Recorder` among ``listeners`` heard.
+    that agree), what a :class:`Recorder` among ``listeners`` heard and the
+    channel's counters (``channel``: members added and removed, ...; empty when
+    not distributable). ``/state?contents=1`` adds every session: id -> route and
+    values (read from the store: nothing is touched or rebound).
     """
 
     async def health(request: Request) -> JSONResponse:
@@ -143,7 +147,15 @@ def create_app(
         fingerprint = hashlib.sha256(repr(sessions).encode()).hexdigest()
         heard = [e for listener in listeners if isinstance(listener, Recorder)
                  for e in listener.heard]  # fmt: skip
-        return JSONResponse({"sessions": len(sessions), "fingerprint": fingerprint, "heard": heard})
+        view = manager.view()
+        answer = {"sessions": len(sessions), "fingerprint": fingerprint, "heard": heard,
+                  "channel": view.channel.as_dict() if view.channel else {}}  # fmt: skip
+        if request.query_params.get("contents"):
+            answer["contents"] = {
+                token: {"route": route, "values": {k: codec.decode(v) for k, v in attributes}}
+                for token, attributes, route in sessions
+            }
+        return JSONResponse(answer)
 
     routes = [*ROUTES, Route("/health", health), Route("/node", node), Route("/state", state)]
     inner = Starlette(routes=routes)
