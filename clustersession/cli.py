@@ -8,7 +8,10 @@
 Each joins the cluster from ``--config FILE`` / ``--tomcat-xml FILE`` or the
 ``CLUSTERSESSION_*`` environment. The ``farm`` commands join as a *tool member*
 (no sessions, no route, never asked for state) and leave when done; they exit
-0 only when every node confirmed, else 1, naming the nodes that did not.
+0 only when every node confirmed, else 1, naming the nodes that did not. A node
+that leaves fails at once; one that says nothing (no answer, no progress) for
+``--reply-timeout`` seconds fails then, so the command never waits its whole
+``--timeout`` for a member without a farm deployer.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .channel.__main__ import main as members_main
 from .channel.__main__ import setup
 from .config import ClusterConfig
 from .deploy import BadName, Entry, FarmClient, Outcome, check_name
+from .deploy.endpoint import REPLY_TIMEOUT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--config", help="a cluster TOML file")
     source.add_argument("--tomcat-xml", help="a Tomcat server.xml (or bare <Cluster>)")
     farm.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for nodes")
+    farm.add_argument(
+        "--reply-timeout",
+        type=float,
+        default=REPLY_TIMEOUT,
+        help="a node that says nothing (no answer, no progress) for this many seconds "
+        f"fails (default {REPLY_TIMEOUT:g})",
+    )
     farm.add_argument(
         "--min-members", type=int, default=1, help="wait until this many nodes are found"
     )
@@ -67,7 +78,7 @@ def _report(outcome: Outcome, what: str, out: TextIO, err: TextIO) -> int:
 
 async def _farm(args: argparse.Namespace, config: ClusterConfig, out: TextIO, err: TextIO) -> int:
     channel = GroupChannel(config, tool=True)
-    client = FarmClient(channel, timeout=args.timeout)
+    client = FarmClient(channel, timeout=args.timeout, reply_timeout=args.reply_timeout)
     await channel.start()
     try:
         patience = args.wait

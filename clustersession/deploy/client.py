@@ -2,7 +2,9 @@
 
 It joins on a channel made with ``tool=True`` (no route, no sessions, never
 asked for state), offers the artifact it deploys from its local file (the
-nodes fetch the chunks from it), waits for every node's answer, and leaves.
+nodes fetch the chunks from it), waits for every node's answer, and leaves. A
+node that says nothing (no answer, no PROGRESS) for ``reply_timeout`` seconds
+fails at once; one that leaves the membership fails when it goes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from ..channel import Channel, ChannelError, Member
 from ..channel.application import nodes
-from .endpoint import FarmEndpoint
+from .endpoint import REPLY_TIMEOUT, FarmEndpoint
 from .fanout import Outcome, ask_all
 from .names import check_name
 from .transfer import TransferError, file_digest
@@ -32,9 +34,12 @@ class Listing:
 class FarmClient:
     """Farm operations over a started tool channel."""
 
-    def __init__(self, channel: Channel, *, timeout: float) -> None:
+    def __init__(
+        self, channel: Channel, *, timeout: float, reply_timeout: float = REPLY_TIMEOUT
+    ) -> None:
         self.channel = channel
         self.timeout = timeout
+        self.reply_timeout = reply_timeout
         self._offered: dict[str, Path] = {}
         self.endpoint = FarmEndpoint(channel, handler=None, offers=self._offer)
 
@@ -60,6 +65,7 @@ class FarmClient:
                 members,
                 lambda: Message(Kind.ANNOUNCE, name=name, size=size, digest=digest, at=at),
                 self.timeout,
+                silence=self.reply_timeout,
             )
         finally:
             self._offered.pop(digest, None)
@@ -69,14 +75,20 @@ class FarmClient:
         check_name(name)
         at = time.time()
         return await ask_all(
-            self.endpoint, members, lambda: Message(Kind.UNDEPLOY, name=name, at=at), self.timeout
+            self.endpoint,
+            members,
+            lambda: Message(Kind.UNDEPLOY, name=name, at=at),
+            self.timeout,
+            silence=self.reply_timeout,
         )
 
     async def list(self, members: list[Member]) -> Listing:
         """What each of ``members`` has deployed."""
 
         async def one(member: Member) -> Message:
-            return await self.endpoint.ask(member, Message(Kind.LIST), self.timeout)
+            return await self.endpoint.ask(
+                member, Message(Kind.LIST), self.timeout, silence=self.reply_timeout
+            )
 
         answers = await asyncio.gather(*(one(m) for m in members), return_exceptions=True)
         listing = Listing()

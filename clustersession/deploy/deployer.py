@@ -22,13 +22,13 @@ import tempfile
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..channel import Channel, ChannelError, GroupChannel, Member
 from ..channel.application import nodes
 from ..channel.tasks import BackgroundTasks
 from ..config import ClusterConfig
-from .endpoint import FarmEndpoint, PeerSource
+from .endpoint import REPLY_TIMEOUT, FarmEndpoint, PeerSource
 from .fanout import Outcome, ask_all
 from .hooks import run_hook
 from .lock import HostLock
@@ -36,6 +36,9 @@ from .names import BadName, check_name
 from .store import ArtifactStore
 from .transfer import ChunkSource, FileSource, TransferError, receive
 from .wire import Entry, Kind, Message
+
+if TYPE_CHECKING:
+    from .watch import Watcher
 
 logger = logging.getLogger("clustersession.deploy")
 
@@ -72,6 +75,8 @@ class FarmDeployer:
         self._ready = asyncio.Event()
         self.deployed = 0  # artifacts this node wrote (not skipped)
         self.refused = 0
+        self.announced = 0  # deploys and undeploys this node asked of the farm (watch mode)
+        self.watcher: Watcher | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -88,8 +93,8 @@ class FarmDeployer:
         if self.settings.watch_enabled:
             from .watch import Watcher  # only nodes that watch need it
 
-            watcher = Watcher(self, Path(str(self.settings.watch_dir)))
-            self._tasks.spawn(watcher.run_forever(), "clustersession-farm-watch")
+            self.watcher = Watcher(self, Path(str(self.settings.watch_dir)))
+            self._tasks.spawn(self.watcher.run_forever(), "clustersession-farm-watch")
         self._ready.set()
 
     async def stop(self) -> None:
@@ -181,6 +186,7 @@ class FarmDeployer:
     async def deploy_everywhere(self, entry: Entry, path: Path) -> Outcome:
         """Deploy the local file ``path`` here and on every node (watch mode)."""
         await self.deploy(entry, FileSource(path))
+        self.announced += 1
         self._offered[entry.digest] = path
         try:
             return await ask_all(
@@ -194,6 +200,7 @@ class FarmDeployer:
                     at=entry.deployed_at,
                 ),
                 ANNOUNCE_TIMEOUT,
+                silence=REPLY_TIMEOUT,
             )
         finally:
             self._offered.pop(entry.digest, None)
@@ -202,11 +209,13 @@ class FarmDeployer:
         """Undeploy ``name`` here and on every node (watch mode)."""
         at = time.time()
         await self.undeploy(name, at)
+        self.announced += 1
         return await ask_all(
             self.endpoint,
             nodes(self.channel.members),
             lambda: Message(Kind.UNDEPLOY, name=name, at=at),
             ANNOUNCE_TIMEOUT,
+            silence=REPLY_TIMEOUT,
         )
 
     # -- convergence ----------------------------------------------------------------------------
@@ -220,7 +229,9 @@ class FarmDeployer:
                 await asyncio.sleep(0.05)  # membership settles within two heartbeats
             for peer in nodes(self.channel.members):  # oldest first
                 try:
-                    listing = await self.endpoint.ask(peer, Message(Kind.LIST), 30.0)
+                    listing = await self.endpoint.ask(
+                        peer, Message(Kind.LIST), 30.0, silence=REPLY_TIMEOUT
+                    )
                 except (ChannelError, TransferError, TimeoutError) as exc:
                     logger.info("farm: %s did not list its artifacts (%s)", peer, exc)
                     continue

@@ -1,8 +1,8 @@
 """Asking every member the same thing and collecting who confirmed: the farm's verdict.
 
 Used by a node that deploys from its watch directory and by the command. A
-member that answers "no", does not answer in time, or leaves is a failure,
-named with its reason.
+member that answers "no", does not answer in time, stays silent (no answer and
+no PROGRESS for ``silence`` seconds), or leaves is a failure, named with its reason.
 """
 
 from __future__ import annotations
@@ -36,11 +36,13 @@ async def ask_all(
     members: Sequence[Member],
     make: Callable[[], Message],
     timeout: float | None,
+    *,
+    silence: float | None = None,
 ) -> Outcome:
     """Send ``make()`` to each of ``members`` and wait for each RESULT (concurrently)."""
 
     async def one(member: Member) -> Message:
-        return await endpoint.ask(member, make(), timeout)
+        return await endpoint.ask(member, make(), timeout, silence=silence)
 
     answers = await asyncio.gather(*(one(m) for m in members), return_exceptions=True)
     outcome = Outcome()
@@ -48,7 +50,7 @@ async def ask_all(
         if isinstance(answer, asyncio.CancelledError):
             raise answer
         if isinstance(answer, TimeoutError):
-            outcome.failed[member] = f"no answer within {timeout} s"
+            outcome.failed[member] = str(answer) or f"no answer within {timeout} s"
         elif isinstance(answer, ChannelError | TransferError):
             outcome.failed[member] = str(answer)
         elif isinstance(answer, BaseException):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final
 
 LOCK_NAME: Final = ".clustersession-farm.lock"
+WATCH_LOCK_NAME: Final = ".clustersession-farm-watch.lock"
 POLL_SECONDS: Final = 0.02
 
 
@@ -55,3 +56,42 @@ class HostLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
         self._local.release()
+
+
+class WatchLock:
+    """Which worker of a host watches ``watch_dir``: the one holding this lock, while it lives.
+
+    Every worker of a host would otherwise see the same new file and announce it
+    to the whole farm, once each. A non-blocking ``flock`` on a second file in
+    ``deploy_dir``, held for the watcher's life (the kernel drops it when its
+    process dies, and another worker takes over at its next check).
+    """
+
+    def __init__(self, deploy_dir: Path) -> None:
+        self.path = deploy_dir / WATCH_LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this watcher holds the lock."""
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody of this host holds it; whether we hold it (never blocks)."""
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Let another worker watch."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

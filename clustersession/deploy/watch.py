@@ -4,6 +4,10 @@ Every ``process_deploy_frequency`` seconds the watch directory is listed. A file
 is deployed once it has stopped growing (same size and modification time at two
 checks in a row) and its content is not what was last deployed under its name;
 a file that was deployed from here and is gone is undeployed everywhere.
+
+Of the worker processes of one host, only the one holding the
+:class:`~.lock.WatchLock` checks (the others try again every period), so a file
+is announced to the farm once, not once per worker.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..channel import Member
+from .lock import WatchLock
 from .names import BadName, check_name
 from .transfer import TransferError, file_digest
 from .wire import Entry
@@ -59,13 +64,40 @@ class Watcher:
         self.period = float(deployer.settings.process_deploy_frequency)
         self._previous: Snapshot = {}
         self._deployed: Snapshot = {}  # what was last deployed from here, by name
+        self.lock = WatchLock(deployer.store.deploy_dir)
+        self.rounds = 0  # periods gone by, whether this worker checked or not
 
     async def run_forever(self) -> None:
-        """Check every period until cancelled."""
+        """Check every period, if this worker is its host's watcher, until cancelled."""
         await self.deployer.converged.wait()  # compare with the farm before pushing to it
-        while True:
-            await self.check()
-            await asyncio.sleep(self.period)
+        try:
+            while True:
+                if self.lock.held:
+                    await self.check()
+                elif await asyncio.to_thread(self.lock.try_acquire):
+                    await self.take_over()
+                self.rounds += 1
+                await asyncio.sleep(self.period)
+        finally:
+            self.lock.release()
+
+    async def take_over(self) -> None:
+        """Start from what this host deployed: files of the directory that are deployed as
+        they are now count as deployed from here (not announced again; undeployed when removed).
+        """
+        now = await asyncio.to_thread(scan, self.directory)
+        manifest = await asyncio.to_thread(self.deployer.store.manifest)
+        for name, state in now.items():
+            entry = manifest.entries.get(name)
+            if entry is None or entry.size != state[0]:
+                continue
+            try:
+                _, digest = await asyncio.to_thread(file_digest, self.directory / name)
+            except OSError:
+                continue
+            if digest == entry.digest:
+                self._deployed[name] = state
+        self._previous = now
 
     async def check(self) -> None:
         """One pass over the directory."""

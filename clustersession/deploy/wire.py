@@ -15,7 +15,13 @@ LIST         4  request                                          "what do you ha
 LISTING      5  request, [[name, size, sha256, at]], [[name, at]]  answers LIST (entries, removed)
 FETCH        6  fetch, sha256 hex, offset, length                asks a source for a chunk
 CHUNK        7  fetch, offset, data, error                       answers FETCH
+PROGRESS     8  request                                          "still at it" (before RESULT)
 ==========  ==  ===============================================  ===========================
+
+A node sends PROGRESS for an ANNOUNCE, UNDEPLOY or LIST every
+:data:`PROGRESS_INTERVAL` until it answers, so the asker can tell a member that
+is working (a long transfer, waiting for another worker of its host) from one
+that will never answer.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import msgpack
 from ..channel.application import application_prefix
 
 PREFIX: Final = application_prefix(b"FARM")
+PROGRESS_INTERVAL: Final = 1.0
+"""Seconds between a node's PROGRESS messages for a request it is working on."""
 
 
 class FarmWireError(ValueError):
@@ -43,6 +51,7 @@ class Kind(enum.IntEnum):
     LISTING = 5
     FETCH = 6
     CHUNK = 7
+    PROGRESS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +98,7 @@ def encode(message: Message) -> bytes:
         body = [message.request, message.name, message.at]
     elif k is Kind.RESULT:
         body = [message.request, message.ok, message.detail]
-    elif k is Kind.LIST:
+    elif k in (Kind.LIST, Kind.PROGRESS):
         body = [message.request]
     elif k is Kind.LISTING:
         entries = [[e.name, e.size, e.digest, e.deployed_at] for e in message.entries]
@@ -128,7 +137,7 @@ def decode(payload: bytes) -> Message:
         if not isinstance(ok, bool):
             raise FarmWireError("RESULT 'ok' is not a boolean")
         m.request, m.ok, m.detail = _int(request), ok, _str(detail)
-    elif kind is Kind.LIST:
+    elif kind in (Kind.LIST, Kind.PROGRESS):
         (request,) = _fields(body, 1)
         m.request = _int(request)
     elif kind is Kind.LISTING:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,10 @@ from clustersession.channel import ChannelMessage
 from clustersession.channel.testing import InMemoryChannel, InMemoryNetwork
 from clustersession.config import ClusterConfig, DeployerConfig
 from clustersession.deploy import Entry, FarmClient, FarmDeployer
+from clustersession.deploy import endpoint as endpoint_module
+from clustersession.deploy.lock import HostLock
 from clustersession.deploy.transfer import FileSource, TransferError
+from clustersession.deploy.watch import Watcher
 from clustersession.deploy.wire import Kind, Message, encode
 from clustersession.sessions.delta_manager import DeltaManager
 from tests.support.polling import eventually
@@ -330,3 +335,122 @@ def test_names_and_prefix_never_collide_with_session_messages() -> None:
 
     assert not is_application_payload(session)
     assert is_application_payload(encode(Message(Kind.LIST)))
+
+
+# -- watch mode ------------------------------------------------------------------------------
+
+
+async def test_a_file_still_growing_in_watch_dir_is_deployed_only_once_it_stopped(
+    farm: Farm,
+) -> None:
+    """The watcher's checks are driven one by one (no timer): between two, the file grows."""
+    watch = farm.root / "watch"
+    watch.mkdir()
+    origin, other = await farm.add(0), await farm.add(1)
+    watcher = Watcher(origin, watch)
+    growing = watch / "app.whl"
+    with growing.open("wb") as out:
+        for _ in range(4):
+            out.write(os.urandom(300_000))
+            out.flush()
+            await watcher.check()
+            assert deployed(origin, "app.whl") is None and deployed(other, "app.whl") is None
+    await watcher.check()  # unchanged since the last check: stopped growing
+    assert deployed(origin, "app.whl") == deployed(other, "app.whl") == growing.read_bytes()
+    assert origin.announced == 1
+
+
+async def test_only_one_worker_of_a_host_watches_and_announces(farm: Farm) -> None:
+    """Two workers of one host share deploy_dir and watch_dir: a dropped file is announced
+    to the farm once, and the other worker takes over when the watching one stops."""
+    watch = farm.root / "host" / "watch"
+    watch.mkdir(parents=True)
+    shared = {
+        "deploy_dir": str(farm.root / "host" / "deploy"),
+        "watch_dir": str(watch),
+        "watch_enabled": True,
+        "process_deploy_frequency": 1,
+    }
+    workers = [await farm.add(i, **shared) for i in range(2)]
+    other = await farm.add(2)
+    (watch / "flags.json").write_bytes(b'{"beta": true}')
+    assert await eventually(lambda: deployed(other, "flags.json") is not None, 20)
+
+    watchers = [w.watcher for w in workers]
+    assert all(watchers)
+    rounds = [w.rounds for w in watchers if w]
+    # Two more periods of both workers: a second watcher would have announced by then.
+    assert await eventually(
+        lambda: all(w.rounds >= r + 2 for w, r in zip(watchers, rounds, strict=True) if w), 20
+    )
+    assert sum(w.announced for w in workers) == 1
+    assert sum(w.lock.held for w in watchers if w) == 1
+
+    holder = next(w for w in workers if w.watcher and w.watcher.lock.held)
+    standby = next(w for w in workers if w is not holder)
+    await holder.stop()
+    farm.nodes.remove(holder)
+    assert standby.watcher is not None
+    assert await eventually(lambda: standby.watcher is not None and standby.watcher.lock.held, 10)
+    (watch / "flags.json").unlink()
+    assert await eventually(lambda: deployed(other, "flags.json") is None, 20)
+
+
+# -- members that do not answer ----------------------------------------------------------------
+
+
+async def test_a_member_without_a_deployer_fails_as_silent_long_before_the_timeout(
+    farm: Farm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel member with no farm deployer gets the ANNOUNCE and never answers: the
+    command names it once it said nothing for reply_timeout, not after its whole timeout."""
+    monkeypatch.setattr(endpoint_module, "PROGRESS_INTERVAL", 0.05)
+    node = await farm.add(0)
+    mute = farm.network.channel(ClusterConfig(jvm_route="mute", allow_insecure=True))
+    await mute.start()
+    tool = farm.network.channel(ClusterConfig(allow_insecure=True), tool=True)
+    await tool.start()
+    client = FarmClient(tool, timeout=120.0, reply_timeout=1.0)
+    try:
+        members = await client.wait_for_nodes(2, 5)
+        assert set(members) == {node.channel.local, mute.local}
+        src = artifact(farm.root, "a.bin", 600_000)
+        started = time.monotonic()
+        outcome = await client.deploy(src, "a.bin", members)
+        assert time.monotonic() - started < 60  # generous; the timeout is 120 s
+        assert outcome.confirmed == [node.channel.local]
+        assert list(outcome.failed) == [mute.local]
+        assert "silent" in outcome.failed[mute.local]
+        listing = await client.list(members)
+        assert list(listing.failed) == [mute.local] and list(listing.entries) == [
+            node.channel.local
+        ]
+    finally:
+        await client.stop()
+        await tool.stop()
+        await mute.stop()
+
+
+async def test_a_member_that_works_longer_than_reply_timeout_is_not_silent(
+    farm: Farm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another worker of its host holds the lock, a node sends PROGRESS: the
+    command waits for it however long past reply_timeout that takes."""
+    monkeypatch.setattr(endpoint_module, "PROGRESS_INTERVAL", 0.05)
+    node = await farm.add(0)
+    client, tool = await farm.tool()
+    client.reply_timeout = 0.5
+    src = artifact(farm.root, "slow.bin", 300_000)
+    async with HostLock(node.store.deploy_dir):  # another worker of the host, writing
+        started = time.monotonic()
+        deploying = asyncio.ensure_future(client.deploy(src, "slow.bin", [node.channel.local]))
+        assert await eventually(
+            lambda: client.endpoint.progress_received >= 5 and time.monotonic() - started > 1.5,
+            30,
+        )
+        assert not deploying.done()
+    outcome = await asyncio.wait_for(deploying, 30)
+    assert outcome.ok, outcome.failed
+    assert deployed(node, "slow.bin") == src.read_bytes()
+    await client.stop()
+    await tool.stop()
