@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -331,3 +332,36 @@ def test_a_hostile_name_is_refused_by_every_node(farm: Farm) -> None:
 
 async def _nothing() -> None:
     return None
+
+
+def test_the_command_names_a_silent_member_promptly(farm: Farm) -> None:
+    """A member of the cluster without a farm deployer (``clustersession members``, a
+    plain channel member) never answers: the command fails it after --reply-timeout, not
+    after its --timeout, and the nodes still deploy. Last in the module: it adds a member."""
+    mute = subprocess.Popen(
+        [sys.executable, "-m", "clustersession", "members"],
+        cwd=ROOT, env=farm.cluster.env("mute"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        src, digest = farm.artifact("quiet.bin", 64 * 1024)
+        argv = [sys.executable, "-m", "clustersession", "farm", "--min-members",
+                str(MEMBERS + 1), "--wait", "20", "--timeout", "600", "--reply-timeout", "3",
+                "deploy", str(src)]  # fmt: skip
+        done = subprocess.run(
+            argv, cwd=ROOT, env=farm.cluster.env("tool"), capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 1, done
+        failed = [line for line in done.stderr.splitlines() if "NOT deployed" in line]
+        assert len(failed) == 1 and failed[0].startswith("mute@"), done.stderr
+        assert "silent" in failed[0], done.stderr
+        assert "1 member(s) did not confirm" in done.stderr
+        for route in ROUTES:
+            assert digest_of(farm.deploy_dir(route) / "quiet.bin") == digest
+    finally:
+        mute.send_signal(signal.SIGINT)  # it leaves the group cleanly
+        try:
+            mute.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            mute.kill()
+            mute.communicate()
