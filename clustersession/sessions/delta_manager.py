@@ -41,6 +41,7 @@ from .manager import (
 )
 from .record import SessionDelta, SessionRecord
 from .replication import Replicator
+from .snapshot import SessionSnapshots
 from .stamped_store import StampedStore
 from .state_transfer import StateTransfer
 from .wire import Kind, WireError, decode
@@ -87,6 +88,12 @@ class DeltaManager(StampedStore):
         self.anti_entropy = AntiEntropy(context)
         self.state_transfer = StateTransfer(context)
         self.keepalive = KeepAlive(context)
+        path = config.manager.snapshot_path
+        self.snapshots = (
+            None
+            if path is None
+            else SessionSnapshots(self, path, config.manager.snapshot_interval, config.jvm_route)
+        )
         self.channel.add_listener(self._received)
         self._started = False
         self._transfer: asyncio.Task[None] | None = None
@@ -135,6 +142,12 @@ class DeltaManager(StampedStore):
             await self.state_transfer.run()
         finally:
             self.anti_entropy.synced = True  # done, failed, or not needed
+        if self.snapshots is not None:
+            # Nothing came from peers: no peer, or peers as empty as we are (the
+            # whole farm starting). A peer's sessions are fresher than a file.
+            if not len(self.store):
+                self.snapshots.load()
+            self._timers.spawn(self.snapshots.run_forever(), "clustersession-snapshot")
 
     async def stop(self) -> None:
         """Leave the cluster. Sessions live on elsewhere unless configured otherwise."""
@@ -152,6 +165,8 @@ class DeltaManager(StampedStore):
             await self.replication.expire_everywhere()
         await self.keepalive.flush()
         await self._timers.cancel_all()
+        if self.snapshots is not None:
+            await self.snapshots.write()  # after the periodic writer stopped
         await self._tasks.cancel_all()
         await super().stop()
         await self.channel.stop()

@@ -29,4 +29,7 @@ def manager_for(
         default_interval=idle_timeout,
         max_active_sessions=config.manager.max_active_sessions,
         lifetime=config.manager.lifetime,
+        snapshot_path=config.manager.snapshot_path,
+        snapshot_interval=config.manager.snapshot_interval,
+        route=config.jvm_route,
     )
