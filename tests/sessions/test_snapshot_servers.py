@@ -85,7 +85,8 @@ def test_a_crash_of_every_node_loses_at_most_the_snapshot_interval(tmp_path: Pat
         crashed_at = time.monotonic()
         for node in nodes:
             node.kill()
-        assert all(p.name.endswith(".snapshot") for p in tmp_path.iterdir())
+        # (A node killed mid-write leaves its temporary file; the last snapshot is whole.)
+        assert all((tmp_path / f"s{i}.snapshot").exists() for i in range(3))
 
         again = start_farm(servers, cluster, tmp_path, interval, "again")
         must_survive = [(t, c, i) for t, c, i in acked if t <= crashed_at - interval - slack]
