@@ -43,7 +43,14 @@ from .fetch import Fetcher
 from .ids import loggable_id
 from .keepalive import KeepAlive
 from .listeners import AttributeEvent, SessionEvent, SessionListener
-from .manager import ClusterView, Opened, ReplicationCounters, ReplicationView, SessionRoles
+from .manager import (
+    ClusterView,
+    Opened,
+    ReplicationCounters,
+    ReplicationTimings,
+    ReplicationView,
+    SessionRoles,
+)
 from .ownership import Placement
 from .record import SessionDelta, SessionRecord
 from .replication import Replicator
@@ -100,15 +107,17 @@ class BackupManager(StampedStore):
             node=int.from_bytes(self.channel.local.id[:4], "big"),
             max_active_sessions=config.manager.max_active_sessions,
             replicated_names=config.manager.session_attribute_name_filter,
+            lifetime=config.manager.lifetime,
         )
         self.proxies: dict[str, tuple[str | None, int]] = {}
         """Sessions held elsewhere: token -> (route of the primary, its stamp)."""
         self.counters = ReplicationCounters()
+        self.timings = ReplicationTimings()
         self.moves = MoveCounters()
         self.placement = Placement(self.channel, config.manager.backups)
         self._timers = BackgroundTasks(logger)
         self._tasks = BackgroundTasks(logger)
-        context = ReplicationContext(self, self.channel, config, self.counters)
+        context = ReplicationContext(self, self.channel, config, self.counters, self.timings)
         self.replication = Replicator(context, tasks=self._tasks, on_gap=self._resync_with)
         self.replication.options = config.manager.map_send_options
         self.state_transfer = StateTransfer(context, index=self._index)
@@ -120,6 +129,7 @@ class BackupManager(StampedStore):
         self._rebalancing = asyncio.Lock()
         self._trim_pending = False
         self._started = False
+        self._transfer: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -129,12 +139,25 @@ class BackupManager(StampedStore):
         """Whether :meth:`start` has completed."""
         return self._started
 
+    @property
+    def ready(self) -> bool:
+        """Whether it serves: joined, the routes of the sessions received, not stopping."""
+        transfer = self._transfer
+        return self._started and transfer is not None and transfer.done()
+
     async def start(self) -> None:
-        """Join the cluster, fetch where its sessions live, start background work.
+        """Join the cluster; return once it knows where the sessions live.
 
         The copies this node should hold arrive from their primaries meanwhile;
         requests are served before that ends (a missing copy is fetched).
         """
+        await self.join()
+        transfer = self._transfer
+        if transfer is not None:
+            await asyncio.shield(transfer)
+
+    async def join(self) -> None:
+        """Join the cluster and start background work; the routes' transfer runs on."""
         async with self._start_lock:
             if self._started:
                 return
@@ -144,21 +167,30 @@ class BackupManager(StampedStore):
             self._timers.spawn(self.keepalive.run_forever(), "clustersession-touch")
             self._timers.spawn(self._check_forever(), "clustersession-backup-check")
             self._started = True
-            await self.state_transfer.run()
-            if self.state_transfer.transferred is False and (
-                self.config.manager.terminate_on_start_failure
-            ):
-                await self.stop()
-                raise RuntimeError(
-                    "no member sent where the sessions live, and "
-                    "manager.terminate_on_start_failure is true"
-                )
+            self._transfer = asyncio.get_running_loop().create_task(
+                self._receive_routes(), name="clustersession-state-transfer-in"
+            )
+
+    async def _receive_routes(self) -> None:
+        await self.state_transfer.run()
+        if self.state_transfer.transferred is False and (
+            self.config.manager.terminate_on_start_failure
+        ):
+            raise RuntimeError(
+                "no member sent where the sessions live, and "
+                "manager.terminate_on_start_failure is true"
+            )
 
     async def stop(self) -> None:
         """Leave the cluster: the backups hold every acknowledged write and take over."""
         if not self._started:
             return
         self._started = False
+        transfer, self._transfer = self._transfer, None
+        if transfer is not None and not transfer.done():
+            transfer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await transfer
         await self.replication.flush()
         await self._tasks.wait(timeout=2.0)
         if self.config.manager.expire_sessions_on_shutdown:
@@ -305,6 +337,8 @@ class BackupManager(StampedStore):
             sessions=len(self.store),
             rejected_sessions=self.rejected_sessions,
             tombstones=len(self.tombstones),
+            created=self.sessions_created,
+            expired=self.sessions_expired,
             local=self.channel.local,
             members=tuple(self.channel.members),
             channel=self.channel.stats(),
@@ -312,6 +346,8 @@ class BackupManager(StampedStore):
                 counters=self.counters,
                 state_transferred=self.state_transfer.transferred,
                 send_options=self.config.manager.map_send_options,
+                lag=self.timings.lag.snapshot(),
+                state_transfer_seconds=self.timings.state_transfer_seconds,
             ),
             roles=SessionRoles(
                 primaries=primaries,
@@ -392,6 +428,8 @@ class BackupManager(StampedStore):
 
     def is_expired(self, record: SessionRecord, now: float) -> bool:
         """Primaries expire on time; copies wait for keep-alives that may be in flight."""
+        if self.outlived(record, now):
+            return True
         interval = record.max_inactive_interval
         if interval <= 0:
             return False

@@ -34,3 +34,9 @@ def network4() -> Iterator[Network]:
 def network_with_lb() -> Iterator[Network]:
     """Three hosts and a load-balancer host."""
     yield from _network(3, lb=True)
+
+
+@pytest.fixture
+def network5() -> Iterator[Network]:
+    """Five hosts, node1..node5."""
+    yield from _network(5)

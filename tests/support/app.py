@@ -7,6 +7,7 @@ configured by ``CLUSTERSESSION_*`` variables.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -83,7 +84,10 @@ def node_info(view: ClusterView, route: str) -> dict[str, Any]:
     killed node to be dropped.
     """
     members = sorted(member.route for member in view.members)
-    return {"route": route, "pid": os.getpid(), "members": members, "sessions": view.sessions}
+    info = {"route": route, "pid": os.getpid(), "members": members, "sessions": view.sessions}
+    if view.roles is not None:  # the backup manager: primaries, backups, proxies
+        info["roles"] = dataclasses.asdict(view.roles)
+    return info
 
 
 ROUTES: Final = [
@@ -127,6 +131,8 @@ def create_app(
     ``/health``: :func:`node_info`. ``/node``: the route and pid of the process that
     answered, and the session (so a test sees which worker read what).
 
+    ``/holds/{token}``: whether this node holds a copy of that session, or a proxy.
+
     ``/state``: the session count, a fingerprint of every session (equal on nodes
     that agree), what a :class:`Recorder` among ``listeners`` heard and the
     channel's counters (``channel``: members added and removed, ...; empty when
@@ -157,7 +163,14 @@ def create_app(
             }
         return JSONResponse(answer)
 
-    routes = [*ROUTES, Route("/health", health), Route("/node", node), Route("/state", state)]
+    async def holds(request: Request) -> JSONResponse:
+        """Whether this node holds a copy of the session (and, backup manager, a proxy)."""
+        token = request.path_params["token"]
+        proxies = getattr(middleware.manager, "proxies", {})
+        return JSONResponse({"held": token in middleware.manager.store, "proxy": token in proxies})
+
+    routes = [*ROUTES, Route("/health", health), Route("/node", node), Route("/state", state),
+              Route("/holds/{token}", holds)]  # fmt: skip
     inner = Starlette(routes=routes)
     middleware = ClusterSessionMiddleware(
         inner, config=config, listeners=list(listeners), max_age=max_age
