@@ -97,8 +97,3 @@ def logout(session: SessionDep) -> RedirectResponse:
 @app.get("/api/session")
 def session_json(session: SessionDep) -> dict[str, Any]:
     return {"node": config.jvm_route, "id": session.id if session else None, "data": dict(session)}
-
-
-@app.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok", "node": config.jvm_route}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .haproxy import haproxy_config
+from .haproxy import READINESS_PATH, haproxy_config
 
 logger = logging.getLogger("clustersession.demo")
 
@@ -71,6 +71,7 @@ def node_env(route: str, secret: str, mcast_port: int) -> dict[str, str]:
         "CLUSTERSESSION_MEMBERSHIP__PORT": str(mcast_port),
         "CLUSTERSESSION_RECEIVER__ADDRESS": HOST,
         "CLUSTERSESSION_VALVES__STATUS__PATH": "/cluster-status",
+        "CLUSTERSESSION_VALVES__HEALTH__READINESS_PATH": READINESS_PATH,
     }
 
 
@@ -82,12 +83,14 @@ def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc
     return Proc(name, process)
 
 
-def wait_healthy(port: int, timeout: float = 60.0) -> bool:
-    """Whether ``/health`` on the port answers before the deadline."""
+def wait_ready(port: int, timeout: float = 60.0) -> bool:
+    """Whether the readiness probe on the port answers 200 before the deadline."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=1) as response:
+            with urllib.request.urlopen(
+                f"http://{HOST}:{port}{READINESS_PATH}", timeout=1
+            ) as response:
                 if response.status == 200:
                     return True
         except OSError:
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--port", str(port), "--log-level", "warning"]  # fmt: skip
             procs.append(start(route, uvicorn, node_env(route, secret, mcast_port)))
             # One at a time: each joins the cluster and fetches its sessions first.
-            if not wait_healthy(port):
+            if not wait_ready(port):
                 logger.error("%s did not start; see its output above", route)
                 return 1
         balancer = ""
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             servers = [(r, f"{HOST}:{p}") for r, p in zip(routes, ports, strict=True)]
             cfg.write_text(haproxy_config(f"{HOST}:{args.balancer_port}", servers))
             procs.append(start("haproxy", ["haproxy", "-db", "-f", str(cfg)]))
-            if wait_healthy(args.balancer_port, 10):
+            if wait_ready(args.balancer_port, 10):
                 balancer = f"http://{HOST}:{args.balancer_port}/"
         lines = ["", "clustersession demo: a 3-node cluster on this machine", ""]
         if balancer:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+READINESS_PATH = "/readyz"
+"""The nodes' ``valves.health.readiness_path``: 503 until a node holds the sessions."""
+
 
 def haproxy_config(
     bind: str,
@@ -36,7 +39,7 @@ def haproxy_config(
         "    default_backend nodes",
         "backend nodes",
         "    balance roundrobin",
-        "    option httpchk GET /health",
+        f"    option httpchk GET {READINESS_PATH}",
         "    default-server check inter 500ms fall 2 rise 2",
     ]
     for route, _ in servers:

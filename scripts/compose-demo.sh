@@ -270,7 +270,7 @@ failover() {
 PHASE=multicast-up
 log "docker compose up (3 nodes, multicast membership, HAProxy on 127.0.0.1:8080)"
 compose up -d --no-build --wait --wait-timeout 90 >"$W/up.log" 2>&1 || { tail -30 "$W/up.log" >&2; fail "compose up"; }
-wait_until 30 "HAProxy on 127.0.0.1:8080" http GET http://127.0.0.1:8080/health
+wait_until 30 "HAProxy on 127.0.0.1:8080" http GET http://127.0.0.1:8080/readyz
 all_see_each_other node1 node2 node3
 # The status page through the balancer: refused without the token, served with it.
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:8080/cluster-status.json)
@@ -285,7 +285,7 @@ PHASE=dns-up
 log "docker compose --profile dns up --scale node=3 node lb-dns (DNS membership, 127.0.0.1:8081)"
 compose --profile dns up -d --no-build --wait --wait-timeout 90 --scale node=3 node lb-dns \
   >"$W/up-dns.log" 2>&1 || { tail -30 "$W/up-dns.log" >&2; fail "compose up (dns)"; }
-wait_until 30 "HAProxy on 127.0.0.1:8081" http GET http://127.0.0.1:8081/health
+wait_until 30 "HAProxy on 127.0.0.1:8081" http GET http://127.0.0.1:8081/readyz
 all_see_each_other node
 PHASE=dns-failover
 failover 8081 node

@@ -480,8 +480,9 @@ class StatusValveConfig:
 
     ``path`` (e.g. ``"/cluster-status"``; ``""`` = off) serves an HTML page there
     and JSON at ``path + ".json"``. With ``token`` set, a request must carry it
-    (``Authorization: Bearer <token>`` or ``?token=<token>``); without one, only
-    clients on the loopback address are answered.
+    as ``Authorization: Bearer <token>`` (``?token=<token>`` is also read, for a
+    browser, but lands in access logs); without one, only clients on the
+    loopback address are answered.
     """
 
     path: str = ""

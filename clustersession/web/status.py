@@ -98,11 +98,18 @@ class StatusPage:
         return bool(self.path) and path in (self.path, self.path + ".json")
 
     def allowed(self, client_host: str | None, query_string: str, authorization: str) -> bool:
-        """The token (``?token=`` or a Bearer header), or, without one, a loopback client."""
+        """The token, or, without one, a loopback client.
+
+        The token comes as ``Authorization: Bearer <token>`` (the documented way: a
+        header stays out of access logs); ``?token=`` is still read, for a browser,
+        when no Bearer header is sent.
+        """
         if self.token:
-            offered = parse_qs(query_string).get("token", [""])[0]
-            if authorization.startswith("Bearer "):
-                offered = authorization[7:]
+            scheme, _, credentials = authorization.strip().partition(" ")
+            if scheme.lower() == "bearer":  # schemes are case-insensitive (RFC 9110)
+                offered = credentials.strip()
+            else:
+                offered = parse_qs(query_string).get("token", [""])[0]
             return hmac.compare_digest(offered.encode(), self.token.encode())
         return client_host is not None and client_host.startswith(_LOOPBACK)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from demo_app.haproxy import haproxy_config
+from demo_app.haproxy import READINESS_PATH, haproxy_config
 
 from ..support.loopback import SECRET
 from ..support.polling import wait_for
@@ -29,6 +29,8 @@ def test_failover_through_haproxy_on_its_own_host(network_with_lb: Network) -> N
         "CLUSTERSESSION_SECRET": SECRET,
         "CLUSTERSESSION_DISTRIBUTABLE": "true",
         "CLUSTERSESSION_CHANNEL_SEND_OPTIONS": "6",
+        # HAProxy's check (demo_app.haproxy): a node takes requests once it is ready.
+        "CLUSTERSESSION_VALVES__HEALTH__READINESS_PATH": READINESS_PATH,
     }
     for host in network.hosts:
         network.run(
@@ -61,7 +63,7 @@ def test_failover_through_haproxy_on_its_own_host(network_with_lb: Network) -> N
 
         def all_up() -> bool:
             try:
-                nodes = {browser.get("/health").json()["node"] for _ in range(6)}
+                nodes = {browser.get("/api/session").json()["node"] for _ in range(6)}
             except (httpx.TransportError, ValueError):
                 return False
             return nodes == {h.name for h in network.hosts}

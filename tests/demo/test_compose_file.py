@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from clustersession import ClusterConfig
+from demo_app.haproxy import READINESS_PATH as READINESS
 from demo_app.haproxy import haproxy_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,7 +141,7 @@ def test_haproxy_routes_every_node_by_its_cookie_suffix(
     lines = haproxy_lines(HAPROXY_CFG.read_text())
     assert "bind *:8080" in lines
     assert "option redispatch 1" in lines
-    assert "option httpchk GET /health" in lines
+    assert f"option httpchk GET {READINESS}" in lines
     assert any(line.startswith("default-server check") for line in lines)
     routes = [environment(services[name])["CLUSTERSESSION_JVM_ROUTE"] for name in MULTICAST_NODES]
     servers = {line.split()[1]: line.split()[2] for line in lines if line.startswith("server ")}
@@ -174,7 +175,7 @@ def test_the_dns_balancer_config(compose: dict[str, Any], services: dict[str, An
     lines = haproxy_lines(compose["configs"][mount["source"]]["content"])
     assert "bind *:8080" in lines
     assert "option redispatch 1" in lines
-    assert "option httpchk GET /health" in lines
+    assert f"option httpchk GET {READINESS}" in lines
     assert f"server-template node 1-9 {DNS_NODE}:{APP_PORT}" in lines
     assert f"stick store-response res.cook({COOKIE})" in lines
 
@@ -187,7 +188,11 @@ def test_the_nodes_run_the_app_on_the_port_haproxy_uses(
     cmd = '["uvicorn", "demo_app.app:app", "--host", "0.0.0.0", "--port", "8000"]'
     assert f"CMD {cmd}" in text
     for name in (*MULTICAST_NODES, DNS_NODE):
-        assert f"127.0.0.1:{APP_PORT}/health" in " ".join(services[name]["healthcheck"]["test"])
+        probe = " ".join(services[name]["healthcheck"]["test"])
+        assert f"127.0.0.1:{APP_PORT}{READINESS}" in probe
+        # The path probed is the node's readiness probe (503 until it holds the sessions).
+        assert config_of(services[name]).valves.health.readiness_path == READINESS
+    assert f"CLUSTERSESSION_VALVES__HEALTH__READINESS_PATH={READINESS}" in text
 
 
 def test_the_ci_override_only_builds_on_the_host_network(

@@ -61,3 +61,21 @@ async def test_token_protects_the_page() -> None:
         ok = await c.get("/cluster-status.json", headers={"authorization": "Bearer s3cret-token"})
         assert ok.status_code == 200 and ok.json()["route"] == "n1"
         assert (await c.get("/cluster-status?token=s3cret-token")).status_code == 200
+
+
+async def test_the_token_as_a_bearer_header_from_any_client() -> None:
+    app = app_with(token="s3cret-token")
+    async with client(app, "10.1.2.3") as remote:  # not loopback: only the token counts
+        assert (await remote.get("/cluster-status.json")).status_code == 403
+        for header in ("Bearer s3cret-token", "bearer s3cret-token", "BEARER  s3cret-token "):
+            answer = await remote.get("/cluster-status.json", headers={"authorization": header})
+            assert answer.status_code == 200, header
+        wrong = {"authorization": "Bearer wrong"}
+        assert (await remote.get("/cluster-status.json", headers=wrong)).status_code == 403
+        # A wrong header is not rescued by a right query string: the header is what counts.
+        both = await remote.get("/cluster-status.json?token=s3cret-token", headers=wrong)
+        assert both.status_code == 403
+        basic = {"authorization": "Basic czNjcmV0LXRva2Vu"}
+        assert (await remote.get("/cluster-status.json", headers=basic)).status_code == 403
+        # The query string still works (a browser cannot send a header).
+        assert (await remote.get("/cluster-status?token=s3cret-token")).status_code == 200

@@ -191,3 +191,21 @@ def test_the_status_page_answers_loopback_clients_only() -> None:
             assert c.get(config.valves.status.path + ".json").status_code == 403
     finally:
         middleware.manager.stop()
+
+
+def test_the_status_page_takes_the_token_as_a_bearer_header_or_query() -> None:
+    base = ClusterConfig(secret=SECRET)
+    status = replace(base.valves.status, path="/cluster-status", token="s3cret-token")
+    config = replace(base, valves=replace(base.valves, status=status))
+    middleware = ClusterSessionWSGIMiddleware(app, config=config)
+    try:
+        remote = httpx.WSGITransport(app=middleware, remote_addr="10.1.2.3")
+        with httpx.Client(transport=remote, base_url="http://t") as c:
+            assert c.get("/cluster-status.json").status_code == 403
+            bearer = {"Authorization": "Bearer s3cret-token"}
+            assert c.get("/cluster-status.json", headers=bearer).json()["sessions"] == 0
+            wrong = {"Authorization": "Bearer wrong"}
+            assert c.get("/cluster-status.json", headers=wrong).status_code == 403
+            assert c.get("/cluster-status.json?token=s3cret-token").status_code == 200
+    finally:
+        middleware.manager.stop()
