@@ -252,3 +252,13 @@ async def test_auto_bind_takes_the_next_free_port(
     assert a.local.port == config.receiver.port
     assert b.local.port == config.receiver.port + 1
     assert await eventually(lambda: [m.port for m in a.members] == [b.local.port])
+
+
+async def test_a_second_worker_without_auto_bind_is_told_why_it_cannot_start(
+    make_channel: ChannelFactory, mcast_port: int
+) -> None:
+    config = loopback_config(mcast_port)
+    config = config.replace(receiver=replace(config.receiver, auto_bind=1))
+    await make_channel(config)
+    with pytest.raises(OSError, match=r"several workers per host need receiver.auto_bind > 1"):
+        await make_channel(config)
