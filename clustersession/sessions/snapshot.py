@@ -126,9 +126,17 @@ class SessionSnapshots:
 
     async def run_forever(self) -> None:
         """Write a snapshot every ``interval`` seconds: what a crash of every node can lose."""
+        self._remove_litter()
         while True:
             await asyncio.sleep(self.interval)
             await self.write()
+
+    def _remove_litter(self) -> None:
+        """Remove temporary files of writers that died mid-write (their pid is gone)."""
+        for temporary in self.path.parent.glob(f"{self.path.name}.tmp-*"):
+            pid = temporary.name.rsplit(".tmp-", 1)[1].split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                temporary.unlink(missing_ok=True)
 
     def load(self) -> int:
         """Merge the snapshot into the sessions; return how many sessions it held.
@@ -136,6 +144,7 @@ class SessionSnapshots:
         No file: nothing to do. A file that cannot be read: an error is logged,
         the file is moved aside and nothing is loaded.
         """
+        self._remove_litter()
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -168,3 +177,13 @@ class SessionSnapshots:
             failed,
         )
         return len(changes)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process: alive
+        return True
+    return True

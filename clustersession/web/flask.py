@@ -187,6 +187,8 @@ class ClusterSessionInterface(SessionInterface):
         session._opened_with = app_front
         if opening.original_id is not None:
             request.environ[front.original_id_key] = opening.original_id
+        if opening.primary is not None:
+            request.environ[front.primary_indicator_name] = opening.primary
         # As the other adapters: for apps that show the cluster (``.manager.view()``).
         request.environ["clustersession"] = self
         return session

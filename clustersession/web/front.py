@@ -34,6 +34,10 @@ class Opening:
 
     session: Session
     original_id: str | None = None
+    primary: bool | None = None
+    """With ``valves.replication.primary_indicator``: whether this node is the session's
+    primary (its route, the id's ``.jvm_route``, names this node); ``None``: no session
+    came with the request, or the indicator is off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,9 @@ class SessionFront:
         # ReplicationValve's filter: requests whose path matches never replicate.
         self._filter = re.compile(valves.replication.filter) if valves.replication.filter else None
         self.original_id_key = valves.route_binder.session_id_attribute
+        # ReplicationValve's primaryIndicator: a request attribute, here a scope/environ key.
+        self.primary_indicator = valves.replication.primary_indicator
+        self.primary_indicator_name = valves.replication.primary_indicator_name
 
     @classmethod
     def from_arguments(
@@ -177,7 +184,10 @@ class SessionFront:
         # or a renamed session): hand it the current id even if nothing changes.
         session.cookie_stale = record is not None and cookie_route != record.route
         session.retired = opened is not None and opened.retired
-        return Opening(session, original_id)
+        primary = None
+        if record is not None and self.primary_indicator:
+            primary = record.route == self.ids.route  # after a failover re-route: ours
+        return Opening(session, original_id, primary)
 
     def cookie_action(
         self, session: Session, *, cookie: SessionCookie | None = None, refresh: bool = False

@@ -121,6 +121,8 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         session = opening.session
         if opening.original_id is not None:
             scope[self.front.original_id_key] = opening.original_id
+        if opening.primary is not None:
+            scope[self.front.primary_indicator_name] = opening.primary
         scope["session"] = session
         scope["clustersession"] = self  # for apps that show the cluster (see web.status)
         scope[SCOPE_KEY] = self.admin

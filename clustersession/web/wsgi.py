@@ -89,6 +89,8 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
         session = opening.session
         if opening.original_id is not None:
             environ[self.front.original_id_key] = opening.original_id
+        if opening.primary is not None:
+            environ[self.front.primary_indicator_name] = opening.primary
         environ[ENVIRON_KEY] = session
         environ["clustersession"] = self
 

@@ -103,3 +103,19 @@ async def test_an_unreadable_snapshot_is_logged_kept_aside_and_the_node_starts_e
     finally:
         await manager.stop()
     assert path.exists()  # a good snapshot replaced the bad one on stop
+
+
+async def test_temporary_files_of_dead_writers_are_removed_live_ones_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()  # reaped: its pid names no process
+    path = tmp_path / "sessions.snapshot"
+    litter = tmp_path / f"sessions.snapshot.tmp-{dead_pid.pid}-abcd"
+    in_flight = tmp_path / f"sessions.snapshot.tmp-{os.getpid()}-abcd"
+    litter.write_bytes(b"half")
+    in_flight.write_bytes(b"half")
+    SessionSnapshots(LocalManager(), str(path), 60, "n1").load()
+    assert not litter.exists() and in_flight.exists()

@@ -32,6 +32,7 @@ from clustersession.sessions.manager import ClusterView
 from clustersession.web.admin import admin_of
 
 ORIGINAL_ID: Final = "org.apache.catalina.ha.session.JvmRouteOriginalSessionID"
+PRIMARY: Final = "org.apache.catalina.ha.tcp.isPrimarySession"
 
 
 def session_of(request: Request) -> Session:
@@ -76,6 +77,12 @@ async def principal(request: Request) -> JSONResponse:
     return JSONResponse(sorted(info.id for info in admin.sessions_of(who)))
 
 
+async def primary(request: Request) -> JSONResponse:
+    """What ``valves.replication.primary_indicator`` said about this request's session."""
+    request.session.get("x")
+    return JSONResponse({"primary": request.scope.get(PRIMARY)})
+
+
 def node_info(view: ClusterView, route: str) -> dict[str, Any]:
     """Which process answered and what it sees of the cluster (``/health``).
 
@@ -93,6 +100,7 @@ def node_info(view: ClusterView, route: str) -> dict[str, Any]:
 ROUTES: Final = [
     Route("/", view),
     Route("/original", original),
+    Route("/primary", primary),
     Route("/update", update, methods=["POST"]),
     Route("/append/{item}", append, methods=["POST"]),
     Route("/call/{method}", call, methods=["POST"]),
