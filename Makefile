@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench chaos clean system-deps compose-demo
+.PHONY: demo test lint typecheck unit bench chaos clean system-deps compose-demo fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ typecheck: $(STAMP)
 unit: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
+## Fuzz every decoder a peer or a client reaches, long: FUZZ_EXAMPLES examples per
+## property, random (CI runs a few derandomized ones). A failure is kept in .hypothesis/.
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(STAMP)
+	FUZZ_PROFILE=long FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -q
+
 ## Session overhead benchmark, ASGI and WSGI rows (needs wrk: apt-get install wrk).
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
@@ -47,4 +53,4 @@ chaos: $(STAMP) system-deps
 	$(BIN)/python -m bench.chaos --json chaos-figures.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
