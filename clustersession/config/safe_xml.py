@@ -80,6 +80,10 @@ def parse_xml(data: bytes, name: str) -> ET.Element:
         raise ConfigError(
             name, NO_VALUE, f"is not well-formed XML ({exc})", "well-formed XML"
         ) from None
+    except (LookupError, UnicodeError) as exc:  # the declaration names an unknown encoding
+        raise ConfigError(
+            name, NO_VALUE, f"cannot be decoded ({exc})", "XML in UTF-8 or a known encoding"
+        ) from None
     return builder.close()
 
 

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -71,6 +72,19 @@ def test_xml_entity_expansion_is_refused() -> None:
         assert "DOCTYPE" in str(exc)
     else:
         raise AssertionError("an entity declaration was accepted")
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        b'<?xml version="1.0" encoding="TTF-8"?>',  # found by the fuzzer: a LookupError escaped
+        b'<?xml version="1.0" encoding="ascii"?>',
+        b'<?xml version="1.0" encoding="utf-16"?>',
+    ],
+)
+def test_an_xml_declaration_naming_a_bad_encoding_is_a_config_error(declaration: bytes) -> None:
+    with pytest.raises(ConfigError, match="server.xml"):
+        ClusterConfig.from_tomcat_xml(declaration + b'<Server a="\xff\xfe"/>', environ={})
 
 
 PATHS = sorted(settings())
