@@ -83,7 +83,7 @@ def test_xml_entity_expansion_is_refused() -> None:
     ],
 )
 def test_an_xml_declaration_naming_a_bad_encoding_is_a_config_error(declaration: bytes) -> None:
-    with pytest.raises(ConfigError, match="server.xml"):
+    with pytest.raises(ConfigError, match=r"server\.xml"):
         ClusterConfig.from_tomcat_xml(declaration + b'<Server a="\xff\xfe"/>', environ={})
 
 
