@@ -3,7 +3,10 @@
 Out: the stamped changes of the requests that end in one loop iteration go to
 every member in one DELTA message (at most ``BATCH_CHANGES`` each), with the
 cluster's send options; with 2 or 6 those requests wait for its
-acknowledgements. A failure is logged and counted, never raised: anti-entropy
+acknowledgements. One DELTA is in flight at a time (group commit): the requests
+that end while it is sent (with 2 and 6: acknowledged) share the next one and
+wait for its one acknowledgement, rather than each sending its own and waiting
+its turn. A failure is logged and counted, never raised: anti-entropy
 repairs what did not arrive.
 
 In: DELTA messages are numbered per sender; a gap (a lost connection, a
@@ -59,6 +62,9 @@ class Replicator:
         self._outbox: list[Change] = []
         self._targeted: dict[bytes, tuple[Member, list[Change]]] = {}
         self._outbox_sent: asyncio.Future[None] | None = None
+        # A queued DELTA is being sent (and, with 2 and 6, acknowledged): the next
+        # waits for it, gathering every request that ends meanwhile (group commit).
+        self._sending = False
         self._seq = 0
         self._seq_to: dict[bytes, int] = {}
         self._expected: dict[bytes, int] = {}
@@ -86,7 +92,8 @@ class Replicator:
         if self._outbox_sent is None:
             loop = asyncio.get_running_loop()
             self._outbox_sent = loop.create_future()
-            loop.call_soon(self._flush_outbox)
+            if not self._sending:  # else the DELTA in flight sends this one when it is done
+                loop.call_soon(self._flush_outbox)
         return self._outbox_sent
 
     async def flush(self) -> None:
@@ -104,8 +111,23 @@ class Replicator:
         outbox, targeted, sent = self._outbox, self._targeted, self._outbox_sent
         self._outbox, self._targeted, self._outbox_sent = [], {}, None
         if sent is not None:  # else flush() sent them already
-            work = self._send_batch(outbox, targeted, sent)
+            self._sending = True
+            work = self._send_group(outbox, targeted, sent)
             self._tasks.spawn(work, "clustersession-delta")
+
+    async def _send_group(
+        self,
+        changes: list[Change],
+        targeted: dict[bytes, tuple[Member, list[Change]]],
+        sent: asyncio.Future[None],
+    ) -> None:
+        """Send one group of changes; then the group that gathered meanwhile, if any."""
+        try:
+            await self._send_batch(changes, targeted, sent)
+        finally:
+            self._sending = False
+            if self._outbox_sent is not None:
+                asyncio.get_running_loop().call_soon(self._flush_outbox)
 
     async def _send_batch(
         self,

@@ -14,6 +14,7 @@ import pytest
 
 from clustersession.channel import ChannelMessage
 from clustersession.channel import options as opts
+from clustersession.sessions.delta_manager import DeltaManager
 
 from .memnet import (
     Cluster,
@@ -232,3 +233,36 @@ async def test_a_duplicated_delta_is_not_taken_for_a_gap(cluster: Cluster) -> No
         await cluster.network.settle()
     assert values(b, "s") == {"v": 4}
     assert b.counters.gaps_detected == 0
+
+
+async def test_sync_commits_that_end_while_an_ack_is_awaited_share_the_next_delta(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.start("a", send_options=6)
+    b = await cluster.start("b", send_options=6)
+    await a.commit([create("s", "a", v=0)])
+    await cluster.network.settle()
+    cluster.network.delay = 1.0  # every DELTA held back a few loop iterations: ACKs take a while
+    cluster.network.max_delay = 50
+    delivered_before = deliveries(cluster, a, b)
+    # Six requests ending in six successive loop iterations, the first DELTA in flight.
+    commits = []
+    for i in range(1, 7):
+        commits.append(asyncio.ensure_future(a.commit([write("s", "a", **{f"k{i}": i})])))
+        await asyncio.sleep(0)  # the next request ends in the next loop iteration
+    await asyncio.gather(*commits)
+    # Each commit returned after b had it, and b got two DELTAs, not six: the first,
+    # then one shared by the five requests that ended while its ACK was awaited.
+    assert values(b, "s") == {"v": 0, **{f"k{i}": i for i in range(1, 7)}}
+    assert deliveries(cluster, a, b) - delivered_before == 2
+
+
+def deliveries(cluster: Cluster, sender: DeltaManager, receiver: DeltaManager) -> int:
+    """Messages the network delivered from ``sender`` to ``receiver`` so far."""
+    return sum(
+        1
+        for event in cluster.network.history
+        if event.kind == "delivered"
+        and event.sender == sender.channel.local
+        and event.receiver == receiver.channel.local
+    )
