@@ -8,7 +8,7 @@ from .api import Channel, ChannelStats, MembershipListener, MessageListener, Pee
 from .errors import ChannelError
 from .group import GroupChannel
 from .interceptors.base import ChannelMessage
-from .member import Member
+from .member import Member, member_fields
 
 __all__ = [
     "Channel",
@@ -20,4 +20,5 @@ __all__ = [
     "MembershipListener",
     "MessageListener",
     "PeerTraffic",
+    "member_fields",
 ]

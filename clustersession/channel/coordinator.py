@@ -19,7 +19,7 @@ from . import options as send_options
 from .api import PeerTraffic
 from .errors import ChannelError, FrameError, refusal_reason
 from .interceptors.base import ChannelMessage, Interceptor
-from .member import Member
+from .member import Member, member_fields
 from .membership.service import MembershipService
 from .ratelimit import RateLimitedLog
 from .security import Keys
@@ -168,7 +168,9 @@ class Coordinator(Interceptor):
         try:
             await self.message_received(ChannelMessage(peer, envelope.payload, opts))
         except Exception as exc:
-            logger.exception("listener failed on a message from %s", peer)
+            logger.exception(
+                "listener failed on a message from %s", peer, extra=member_fields(peer)
+            )
             if after_processing:
                 reason = f"{type(exc).__name__}: {exc}"
                 conn.write(Envelope(MessageType.FAIL_ACK, local_id, envelope.message_id, 0, reason))

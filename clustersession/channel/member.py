@@ -51,6 +51,15 @@ class Member:
         return f"{self.name}#{self.short_id}"
 
 
+def member_fields(member: Member) -> dict[str, str]:
+    """The structured log fields of a record about ``member`` (``logger.info(..., extra=...)``).
+
+    ``member`` is its name and short id (``route@host:port#1a2b3c4d``), as the
+    messages print it, so a JSON handler can group the lines of one member.
+    """
+    return {"member": str(member)}
+
+
 def new_member_id() -> bytes:
     """A fresh 16-byte member id."""
     return uuid.uuid4().bytes

@@ -30,7 +30,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ..channel import Channel, ChannelError, ChannelMessage, GroupChannel, Member
+from ..channel import (
+    Channel,
+    ChannelError,
+    ChannelMessage,
+    GroupChannel,
+    Member,
+    member_fields,
+)
 from ..channel import options as send_options
 from ..channel.application import is_application_payload
 from ..channel.tasks import BackgroundTasks
@@ -40,7 +47,7 @@ from .change import Change, snapshot
 from .chunks import chunked, send_acknowledged
 from .context import ReplicationContext
 from .fetch import Fetcher
-from .ids import loggable_id
+from .ids import loggable_id, session_fields
 from .keepalive import KeepAlive
 from .listeners import AttributeEvent, SessionEvent, SessionListener
 from .manager import (
@@ -232,6 +239,7 @@ class BackupManager(StampedStore):
                     "the request gets a new session",
                     loggable_id(token),
                     timeout,
+                    extra=session_fields(token),
                 )
             return
         self.counters.bad_messages += self.merge_remote(answer.changes, answer.dead)
@@ -252,7 +260,11 @@ class BackupManager(StampedStore):
         """Make this node the session's primary; its backups get the whole session."""
         local = self.channel.local
         logger.info(
-            "session %s: primary %s -> %s", loggable_id(record.token), record.route, local.route
+            "session %s: primary %s -> %s",
+            loggable_id(record.token),
+            record.route,
+            local.route,
+            extra=session_fields(record.token),
         )
         change = Change(record.token, self.clock(), route=local.route, route_stamp=self.hlc.stamp())
         self.apply(change, remote=False)
@@ -494,7 +506,13 @@ class BackupManager(StampedStore):
                 send_acknowledged(self.channel, [member], messages), timeout * len(messages)
             )
         except (ChannelError, TimeoutError, ValueError) as exc:
-            logger.warning("could not copy %d sessions to %s: %s", len(changes), member, exc)
+            logger.warning(
+                "could not copy %d sessions to %s: %s",
+                len(changes),
+                member,
+                exc,
+                extra=member_fields(member),
+            )
             return False
         return True
 
@@ -518,7 +536,12 @@ class BackupManager(StampedStore):
             decoded = decode(message.payload)
         except WireError as exc:
             self.counters.bad_messages += 1
-            logger.warning("dropped a session message from %s: %s", message.sender, exc)
+            logger.warning(
+                "dropped a session message from %s: %s",
+                message.sender,
+                exc,
+                extra=member_fields(message.sender),
+            )
             return
         sender, kind = message.sender, decoded.kind
         if kind is Kind.DELTA:

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from ..channel import Channel, ChannelMessage, GroupChannel, Member
+from ..channel import Channel, ChannelMessage, GroupChannel, Member, member_fields
 from ..channel import options as send_options
 from ..channel.application import is_application_payload
 from ..channel.tasks import BackgroundTasks
@@ -29,7 +29,7 @@ from ..config import ClusterConfig
 from .anti_entropy import AntiEntropy
 from .change import Change
 from .context import ReplicationContext
-from .ids import loggable_id
+from .ids import loggable_id, session_fields
 from .keepalive import KeepAlive
 from .listeners import AttributeEvent, SessionEvent, SessionListener
 from .manager import (
@@ -195,6 +195,7 @@ class DeltaManager(StampedStore):
             loggable_id(record.token),
             record.route,
             local_route,
+            extra=session_fields(record.token),
         )
         self.reroute(record, local_route)
         return Opened(record, rerouted=True)
@@ -281,7 +282,12 @@ class DeltaManager(StampedStore):
             decoded = decode(message.payload)
         except WireError as exc:
             self.counters.bad_messages += 1
-            logger.warning("dropped a session message from %s: %s", message.sender, exc)
+            logger.warning(
+                "dropped a session message from %s: %s",
+                message.sender,
+                exc,
+                extra=member_fields(message.sender),
+            )
             return
         sender, kind = message.sender, decoded.kind
         if kind is Kind.DELTA:

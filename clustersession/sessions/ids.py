@@ -36,6 +36,14 @@ def loggable_id(value: str | None) -> str:
     return value[:8] + "…"
 
 
+def session_fields(value: str | None) -> dict[str, str]:
+    """The structured log fields of a record about one session (``extra=``).
+
+    ``session_id`` is cut as :func:`loggable_id` cuts it: never a whole id.
+    """
+    return {"session_id": loggable_id(value)}
+
+
 def join_id(token: str, route: str | None) -> str:
     """The id as the client sees it: ``token.route``, or the bare token without a route."""
     return f"{token}.{route}" if route else token

@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ..channel import ChannelError, Member
+from ..channel import ChannelError, Member, member_fields
 from ..channel.application import nodes
 from ..channel.tasks import BackgroundTasks
 from .change import Change
@@ -213,7 +213,12 @@ class Replicator:
         if expected is not None and message.seq > expected:
             self.counters.gaps_detected += 1
             missed = message.seq - expected
-            logger.info("missed %d delta message(s) from %s: repairing", missed, sender)
+            logger.info(
+                "missed %d delta message(s) from %s: repairing",
+                missed,
+                sender,
+                extra=member_fields(sender),
+            )
             self.on_gap(sender)
         self.merge(message.changes, message.dead)
         self.counters.deltas_received += len(message.changes)

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.middleware.sessions import Session as StarletteSession
 
 from . import codec
-from .ids import SessionIds, join_id, loggable_id
+from .ids import SessionIds, join_id, loggable_id, session_fields
 from .record import SessionDelta, SessionRecord
 
 logger = logging.getLogger("clustersession")
@@ -219,7 +219,8 @@ class Session(StarletteSession):
             value = codec.decode(self._stored[key])
         except codec.CodecError as exc:
             logger.error("session %s: attribute %r does not decode, left out: %s",
-                         loggable_id(self._token), key, exc)  # fmt: skip
+                         loggable_id(self._token), key, exc,
+                         extra=session_fields(self._token))  # fmt: skip
             dict.__delitem__(self, key)
             return _MISSING
         dict.__setitem__(self, key, value)

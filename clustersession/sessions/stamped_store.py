@@ -22,7 +22,7 @@ from ..channel.ratelimit import RateLimitedLog
 from . import codec
 from .change import Change, Effect, full_digest, merge, new_record, snapshot
 from .clock import HybridClock, stamp_time
-from .ids import loggable_id
+from .ids import loggable_id, session_fields
 from .listeners import AttributeEvent, DestroyReason, SessionEvent, SessionListener
 from .record import SessionDelta, SessionRecord
 from .store import SessionStore
@@ -365,7 +365,9 @@ class StampedStore:
             except Exception:
                 failed += 1
                 logger.exception(
-                    "could not apply a change to session %s", loggable_id(change.token)
+                    "could not apply a change to session %s",
+                    loggable_id(change.token),
+                    extra=session_fields(change.token),
                 )
         return failed
 

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 
-from ..channel import ChannelError, Member
+from ..channel import ChannelError, Member, member_fields
 from ..channel.application import nodes
 from .change import Change, snapshot
 from .chunks import chunked, send_acknowledged
@@ -69,11 +69,14 @@ class StateTransfer:
                 count = await asyncio.wait_for(self._fetch(member), limit)
             except (TimeoutError, ChannelError) as exc:
                 logger.error(
-                    "state transfer from %s failed: %s; trying the next member", member, exc
+                    "state transfer from %s failed: %s; trying the next member",
+                    member,
+                    exc,
+                    extra=member_fields(member),
                 )
                 continue
             self.transferred = True
-            logger.info("received %d sessions from %s", count, member)
+            logger.info("received %d sessions from %s", count, member, extra=member_fields(member))
             return
         self.transferred = False
         logger.error(
@@ -136,4 +139,10 @@ class StateTransfer:
         )
         # Acknowledged one by one: flow control, and a dead joiner stops us.
         sent = await send_acknowledged(self.channel, [member], chunks)
-        logger.info("sent %d sessions to %s in %d chunk(s)", total, member, sent)
+        logger.info(
+            "sent %d sessions to %s in %d chunk(s)",
+            total,
+            member,
+            sent,
+            extra=member_fields(member),
+        )

@@ -27,7 +27,7 @@ from starlette.requests import HTTPConnection
 
 from ..config import ClusterConfig
 from ..sessions import codec
-from ..sessions.ids import join_id, loggable_id
+from ..sessions.ids import join_id, loggable_id, session_fields
 from ..sessions.manager import Manager
 from ..sessions.record import SessionDelta, SessionRecord
 from ..sessions.session import Session
@@ -176,7 +176,8 @@ class SessionAdmin:
                 attributes[key] = codec.decode(data)
             except codec.CodecError:
                 logger.warning("session %s: attribute %r does not decode, left out",
-                               loggable_id(record.token), key)  # fmt: skip
+                               loggable_id(record.token), key,
+                               extra=session_fields(record.token))  # fmt: skip
         name = self.principal_attribute
         return SessionInfo(
             id=join_id(record.token, record.route),

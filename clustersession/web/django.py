@@ -52,7 +52,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ..config import ClusterConfig
-from ..sessions.ids import SessionIds, loggable_id
+from ..sessions.ids import SessionIds, loggable_id, session_fields
 from ..sessions.listeners import SessionListener
 from ..sessions.managers import manager_for
 from ..sessions.session import Session, UnserialisableChange
@@ -230,7 +230,8 @@ def _request_finished(**_: object) -> None:
             store.finish()
         except Exception:  # the response is gone: log, and let the other stores finish
             logger.exception("session %s: committing at the end of the request failed",
-                             loggable_id(store.session_key))  # fmt: skip
+                             loggable_id(store.session_key),
+                             extra=session_fields(store.session_key))  # fmt: skip
 
 
 request_started.connect(_request_started, dispatch_uid="clustersession.django.started")

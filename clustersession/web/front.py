@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import ClusterConfig
-from ..sessions.ids import SessionIds, loggable_id
+from ..sessions.ids import SessionIds, loggable_id, session_fields
 from ..sessions.manager import Manager, Opened
 from ..sessions.record import SessionDelta
 from ..sessions.session import Session, UnserialisableChange
@@ -166,6 +166,7 @@ class SessionFront:
                     "refused session cookie %r (%d characters): malformed or bad signature",
                     loggable_id(cookie_value),
                     len(cookie_value),
+                    extra=session_fields(cookie_value),
                 )
             else:
                 token, cookie_route = parsed
@@ -220,13 +221,19 @@ class SessionFront:
         try:
             deltas = session.changes(now)
         except UnserialisableChange as exc:
-            logger.error("session %s: not saved: %s", loggable_id(session.id), exc)
+            logger.error(
+                "session %s: not saved: %s",
+                loggable_id(session.id),
+                exc,
+                extra=session_fields(session.id),
+            )
             deltas = exc.deltas
         if session.retired and not session.was_invalidated:
             if any(not delta.is_access_only for delta in deltas):
                 logger.warning(
                     "dropped the writes of a request that carried a retired session id "
-                    "(invalidated, or replaced by regenerate_id()); it was in flight, or replayed"
+                    "(invalidated, or replaced by regenerate_id()); it was in flight, or replayed",
+                    extra=session_fields(session.id),
                 )
             return None
         if not deltas:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from ...config.sections import FailureDetectorConfig, MembershipConfig
 from ..errors import RemoteProcessError
-from ..member import Member
+from ..member import Member, member_fields
 from ..tasks import BackgroundTasks
 from ..transport.sender import PeerSender
 from .table import MemberTable
@@ -144,11 +144,13 @@ class FailureDetector:
             verified = await sender.ping(self.timeout)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             # ValueError covers FrameError/AuthError: a peer that fails the handshake.
-            logger.debug("not admitting %s yet: %s", member, exc)
+            logger.debug("not admitting %s yet: %s", member, exc, extra=member_fields(member))
             self.channel.forget_sender(member)
             return
         if verified.id != member.id:
-            logger.warning("%s answered as %s: not admitted", member, verified)
+            logger.warning(
+                "%s answered as %s: not admitted", member, verified, extra=member_fields(member)
+            )
             return
         self.channel.add_member(member)
 
@@ -168,7 +170,12 @@ class FailureDetector:
             return
         self.false_suspicions += 1
         self.channel.table.heard(member.id)
-        logger.info("%s is alive (it answered a ping) despite: %s", member, reason)
+        logger.info(
+            "%s is alive (it answered a ping) despite: %s",
+            member,
+            reason,
+            extra=member_fields(member),
+        )
 
     # -- silence ---------------------------------------------------------------
 

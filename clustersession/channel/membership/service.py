@@ -22,7 +22,7 @@ import time
 
 from ...config import ClusterConfig
 from ..api import MembershipListener
-from ..member import Member, new_member_id
+from ..member import Member, member_fields, new_member_id
 from ..ratelimit import RateLimitedLog
 from ..tasks import BackgroundTasks
 from ..transport.pool import SenderPool
@@ -132,7 +132,7 @@ class MembershipService:
         if not self._running or member.id == self.local.id or not self.table.add(member):
             return
         self.members_added += 1
-        logger.info("member added: %s", member)
+        logger.info("member added: %s", member, extra=member_fields(member))
         self._tell("member_added", member)
 
     def forget_sender(self, member: Member) -> None:
@@ -145,7 +145,7 @@ class MembershipService:
         if self.table.remove(member.id) is None:
             return
         self.members_removed += 1
-        logger.info("member removed: %s (%s)", member, reason)
+        logger.info("member removed: %s (%s)", member, reason, extra=member_fields(member))
         self.pool.discard(member)
         self._tell("member_disappeared", member, reason)
 
@@ -183,7 +183,12 @@ class MembershipService:
     def suspected_by(self, accuser: Member) -> None:
         """``accuser`` suspects us: refute with a higher incarnation, at once."""
         self.incarnation += 1
-        logger.info("suspected by %s: refuting (incarnation %d)", accuser, self.incarnation)
+        logger.info(
+            "suspected by %s: refuting (incarnation %d)",
+            accuser,
+            self.incarnation,
+            extra=member_fields(accuser),
+        )
         if self.multicast is not None:
             self.multicast.send_now()
 

@@ -21,7 +21,7 @@ from typing import Any
 from ..api import PeerTraffic
 from ..errors import FrameError, RemoteProcessError
 from ..histogram import Histogram
-from ..member import Member
+from ..member import Member, member_fields
 from ..options import SYNC_ACK, USE_ACK
 from ..security import Keys
 from .connection import Connection, parse_member_record
@@ -276,7 +276,9 @@ class PeerSender:
             raise
         except FrameError as exc:
             reason = f"bad reply frame: {exc}"
-            logger.warning("connection to %s: %s", self.member, reason)
+            logger.warning(
+                "connection to %s: %s", self.member, reason, extra=member_fields(self.member)
+            )
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if self._conn is conn:
