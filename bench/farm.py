@@ -72,15 +72,18 @@ class Pair:
     tool_env: dict[str, str]
 
 
-async def _start_pair(ports: Ports, workdir: Path) -> Pair:
+async def _start_pair(ports: Ports, workdir: Path, transfer_rate: int) -> Pair:
     mcast, base = ports.mcast(), ports.receiver_base()
     env = cluster_env("node2", mcast, base + 1, SEND_OPTIONS["async"])
     env[RECORD_ENV] = "1"
     env["CLUSTERSESSION_DEPLOYER__DEPLOY_DIR"] = str(workdir / "node2" / "deploy")
     env["CLUSTERSESSION_DEPLOYER__TEMP_DIR"] = str(workdir / "node2" / "tmp")
+    env["CLUSTERSESSION_DEPLOYER__TRANSFER_RATE"] = str(transfer_rate)
     node2 = start_uvicorn("farm-node2", env, workdir)
     deployer = DeployerConfig(
-        deploy_dir=str(workdir / "node1" / "deploy"), temp_dir=str(workdir / "node1" / "tmp")
+        deploy_dir=str(workdir / "node1" / "deploy"),
+        temp_dir=str(workdir / "node1" / "tmp"),
+        transfer_rate=transfer_rate,
     )
     node1 = build_app(loopback_config("node1", mcast, base + 0, deployer=deployer))
     await asyncio.to_thread(wait_ready, [node2])
@@ -278,11 +281,12 @@ async def _measure_rss(pair: Pair, workdir: Path, size: int) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    pair = await _start_pair(Ports(), workdir)
+    pair = await _start_pair(Ports(), workdir, args.transfer_rate)
     try:
+        rate = f"{args.transfer_rate / MiB:g} MiB/s" if args.transfer_rate else "unlimited"
         print(
             f"[1/2] replication lag node1 -> node2 at {args.rate:g} writes/s, "
-            f"{args.size_mib} MiB deploys",
+            f"{args.size_mib} MiB deploys, transfer_rate {rate}",
             flush=True,
         )
         lag = await _measure_lag(pair, workdir, args.size_mib * MiB, args.rate, args.seconds)
@@ -302,6 +306,12 @@ def main() -> int:
     parser.add_argument("--rss-size-mib", type=int, default=500, help="artifact of the RSS run")
     parser.add_argument("--rate", type=float, default=1000.0, help="writes/s on node1")
     parser.add_argument("--seconds", type=float, default=5.0, help="the no-deploy lag run")
+    parser.add_argument(
+        "--transfer-rate",
+        type=int,
+        default=DeployerConfig().transfer_rate,
+        help="deployer.transfer_rate of both nodes, bytes/s (0: unlimited; default: the default)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures there")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-farm-"))

@@ -88,8 +88,11 @@ async def _paced_writes(
             count = i
             break
         delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        # Behind schedule, still one loop iteration per write: a server's requests
+        # arrive through the loop, and back-to-back in-process calls (which never
+        # suspend) would keep node1's own deltas, heartbeats and chunks waiting
+        # until the bench caught up (seconds on a starved machine).
+        await asyncio.sleep(max(delay, 0.0))
         status, _, body = await asgi_get(app, "/write", cookie)
         # The middleware commits (and queues the delta) before the last body chunk,
         # so the response is complete here.

@@ -536,6 +536,8 @@ class ValvesConfig:
 
 
 GiB: Final = 1024 * MiB
+TRANSFER_RATE: Final = 8 * MiB
+"""Bytes/s one node fetches an artifact at by default (see bench/README.md)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -575,7 +577,9 @@ class DeployerConfig:
     background-process runs, 10 s apart by default; ours run every second).
     ``on_deploy`` / ``on_undeploy`` (ours) are commands run once per host after
     a change, with the artifact's path as last argument; ``max_artifact_size``
-    (ours) refuses larger artifacts before a byte is written.
+    (ours) refuses larger artifacts before a byte is written; ``transfer_rate``
+    (ours, bytes/s, 0: unlimited) paces each node's fetch of an artifact, so
+    that a deploy leaves CPU to session replication.
     """
 
     temp_dir: str | None = None
@@ -586,6 +590,7 @@ class DeployerConfig:
     on_deploy: str | None = None
     on_undeploy: str | None = None
     max_artifact_size: int = GiB
+    transfer_rate: int = TRANSFER_RATE
 
     def __post_init__(self) -> None:
         p = "deployer."
@@ -596,6 +601,7 @@ class DeployerConfig:
         check_bool(p + "watch_enabled", self.watch_enabled)
         check_int(p + "process_deploy_frequency", self.process_deploy_frequency, minimum=1)
         check_int(p + "max_artifact_size", self.max_artifact_size, minimum=1)
+        check_int(p + "transfer_rate", self.transfer_rate, minimum=0)
         if self.watch_enabled and (self.watch_dir is None or self.deploy_dir is None):
             raise ConfigError(
                 p + "watch_enabled",

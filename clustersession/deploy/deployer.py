@@ -161,7 +161,7 @@ class FarmDeployer:
         async with self.lock:
             if await asyncio.to_thread(self.store.has, entry):
                 return "already deployed"
-            part = await receive(self.store, entry, source)
+            part = await receive(self.store, entry, source, rate=self.settings.transfer_rate)
             path = await asyncio.to_thread(self.store.install, part, entry)
             self.deployed += 1
             logger.info("farm: deployed %s (%d bytes, %s)", path, entry.size, entry.digest[:12])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Protocol
@@ -61,9 +62,21 @@ def _write(out: BinaryIO, digest: Any, data: bytes) -> None:
 
 
 async def receive(
-    store: ArtifactStore, entry: Entry, source: ChunkSource, *, chunk_size: int = CHUNK_SIZE
+    store: ArtifactStore,
+    entry: Entry,
+    source: ChunkSource,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    rate: int = 0,
 ) -> Path:
-    """Fetch ``entry`` from ``source`` into a verified partial file; its path."""
+    """Fetch ``entry`` from ``source`` into a verified partial file; its path.
+
+    ``rate`` (bytes/s, 0: unlimited) paces the chunks asked for: moving a file
+    costs CPU on both ends (frame tags, copies, SHA-256, writes), and unpaced it
+    takes every core it can get, which session replication on the same hosts
+    then waits for.
+    """
+    started = time.monotonic()
     part, out = await asyncio.to_thread(store.open_part)
     digest = hashlib.sha256()
     pending: collections.deque[asyncio.Task[bytes]] = collections.deque()
@@ -91,8 +104,10 @@ async def receive(
                     )
                 await asyncio.to_thread(_write, out, digest, data)
                 received += len(data)
+                ahead = started + received / rate - time.monotonic() if rate else 0.0
+                # Paced, or at least a loop iteration: session traffic goes between chunks.
+                await asyncio.sleep(max(ahead, 0.0))
                 ask_next()
-                await asyncio.sleep(0)  # let session traffic through between chunks
             await asyncio.to_thread(out.flush)
         finally:
             for task in pending:

@@ -454,3 +454,14 @@ async def test_a_member_that_works_longer_than_reply_timeout_is_not_silent(
     assert deployed(node, "slow.bin") == src.read_bytes()
     await client.stop()
     await tool.stop()
+
+
+async def test_a_node_fetches_no_faster_than_transfer_rate(farm: Farm) -> None:
+    """Pacing leaves CPU to session traffic: N bytes take at least N / transfer_rate."""
+    paced = await farm.add(0, transfer_rate=2 * 1024 * 1024)
+    src = artifact(farm.root, "paced.bin", 1024 * 1024)
+    entry = Entry("paced.bin", 1024 * 1024, hashlib.sha256(src.read_bytes()).hexdigest(), 1.0)
+    started = time.monotonic()
+    assert await paced.deploy(entry, FileSource(src)) == "deployed"
+    assert time.monotonic() - started >= 0.5
+    assert deployed(paced, "paced.bin") == src.read_bytes()
