@@ -61,6 +61,7 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
     """The farm deployer, when ``[deployer]`` is configured (started with the manager)."""
     _loop: asyncio.AbstractEventLoop | None = None
     _starting: asyncio.Future[None] | None = None
+    _stopped = False
 
     _admin: SessionAdmin | None = None
 
@@ -184,8 +185,11 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         await response(scope, receive, send)
 
     def _ready(self) -> bool:
-        """The manager serves; if nothing started it yet (no lifespan), start it now."""
-        if not self.manager.started and self._starting is None:
+        """The manager serves; if nothing started it yet (no lifespan), start it now.
+
+        Not after lifespan shutdown stopped it: a probe must not bring a leaving node back.
+        """
+        if not self.manager.started and self._starting is None and not self._stopped:
             self._starting = asyncio.ensure_future(self._start())
             self._starting.add_done_callback(_log_failure)
         return self.manager.ready
@@ -225,6 +229,7 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
             self._starting = None
 
     async def _stop(self) -> None:
+        self._stopped = True
         if self.metrics is not None:
             self.metrics.close_port()
         if self.farm is not None:

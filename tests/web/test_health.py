@@ -69,6 +69,29 @@ def test_ready_once_started_and_not_after_the_manager_stopped() -> None:
     assert after.get("/live").status_code == 200
 
 
+def test_a_probe_after_lifespan_shutdown_does_not_restart_the_node() -> None:
+    async def scenario() -> None:
+        app = asgi_app(probed(ClusterConfig(jvm_route="n1")))
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        lifespan = asyncio.ensure_future(app(scope, inbox.get, outbox.put))
+        await inbox.put({"type": "lifespan.startup"})
+        assert (await outbox.get())["type"] == "lifespan.startup.complete"
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/ready")).status_code == 200
+            await inbox.put({"type": "lifespan.shutdown"})
+            assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+            await lifespan
+            assert (await client.get("/ready")).status_code == 503
+            # The probe started nothing: the node stays down (it would be up at once).
+            assert not await eventually(lambda: app.manager.started, timeout=0.5)
+            assert (await client.get("/ready")).status_code == 503
+
+    asyncio.run(scenario())
+
+
 def test_a_probe_starts_a_manager_served_without_lifespan() -> None:
     async def scenario() -> None:
         app = asgi_app(probed(ClusterConfig(jvm_route="n1")))
