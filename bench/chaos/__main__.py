@@ -15,6 +15,7 @@ from tests.cluster.network import unavailable_reason
 
 from . import faults, scenarios
 from .figures import Figure
+from .scenarios import COMMAND
 from .schedules import schedules
 
 PARTS = ["kill", "kill-sync", "partition", "loss", "loss-nodelay", "slow-peer",
@@ -23,16 +24,16 @@ PARTS = ["kill", "kill-sync", "partition", "loss", "loss-nodelay", "slow-peer",
 
 def plan(args: argparse.Namespace) -> dict[str, Callable[[], Figure]]:
     """Each part's run, long (``make chaos``) or ``--quick``."""
-    q = args.quick
+    q, n = args.quick, args.hosts
     return {
-        "kill": lambda: scenarios.kill_restart(duration=15 if q else 60),
-        "kill-sync": lambda: scenarios.kill_restart(duration=15 if q else 60, send_options=6),
-        "partition": lambda: scenarios.partition_heal(duration=6 if q else 20),
-        "loss": lambda: scenarios.loss_delay(duration=10 if q else 60),
-        "loss-nodelay": lambda: scenarios.loss_delay(duration=10 if q else 60, delay_ms=0),
-        "slow-peer": lambda: scenarios.slow_peer(stop_s=10),
-        "slow-peer-sync": lambda: scenarios.slow_peer(stop_s=10, send_options=6),
-        "flood": lambda: scenarios.flood(duration=10 if q else 30),
+        "kill": lambda: scenarios.kill_restart(n, duration=15 if q else 60),
+        "kill-sync": lambda: scenarios.kill_restart(n, duration=15 if q else 60, send_options=6),
+        "partition": lambda: scenarios.partition_heal(n, duration=6 if q else 20),
+        "loss": lambda: scenarios.loss_delay(n, duration=10 if q else 60),
+        "loss-nodelay": lambda: scenarios.loss_delay(n, duration=10 if q else 60, delay_ms=0),
+        "slow-peer": lambda: scenarios.slow_peer(n, stop_s=10),
+        "slow-peer-sync": lambda: scenarios.slow_peer(n, stop_s=10, send_options=6),
+        "flood": lambda: scenarios.flood(n, duration=10 if q else 30),
         "schedules": lambda: schedules(args.schedules),
     }
 
@@ -41,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(PARTS), help=f"some of {','.join(PARTS)}")
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    parser.add_argument("--hosts", type=int, default=3, help="node hosts (3-5)")
     parser.add_argument("--schedules", type=int, default=5000)
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
@@ -56,6 +58,10 @@ def main() -> None:
     figures = []
     for part in chosen:
         figure = runs[part]()
+        figure.scenario = part
+        if part != "schedules":
+            hosts = f" --hosts {args.hosts}" if args.hosts != 3 else ""
+            figure.command = f"make chaos (or: {COMMAND} --only {part}{hosts})"
         figures.append(figure)
         print(json.dumps({**figure.__dict__, "ok": figure.ok}), flush=True)
     if args.json:

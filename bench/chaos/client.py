@@ -5,8 +5,11 @@ client's namespace by :mod:`bench.chaos.cluster`). Each request goes to the next
 node in turn, as a round-robin balancer would; a node that does not answer is
 skipped for that request, which goes to the next one. Every ``--new-every``-th
 request starts a session, the others write a counter that only grows (``n``) to
-the sessions started so far, so the last acknowledged ``n`` of a session is the
-value every node must end with.
+one of the sessions started so far, at random, so the last acknowledged ``n`` of a
+session is the value every node must end with. A response that sets another session's cookie
+(the node did not know the session, say across a partition, and started a new one)
+is followed as a browser would: the write is in the new session, which the user
+holds from then on (the line's ``was`` names the one it replaced).
 
 One JSON line per attempt in ``FILE``: time, node, op (``create``/``write``),
 session token, value, whether it was acknowledged (200), latency in ms. It stops
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import signal
 import time
 from typing import Any
@@ -41,6 +45,7 @@ class Writer:
         self.cookies: list[str] = []
         self.stopping = False
         self.count = 0
+        self.rng = random.Random(0)
 
     def attempt(self, node: int, op: str, cookie: str | None, value: int) -> httpx.Response | None:
         """One request to ``node``; logged; the response when acknowledged."""
@@ -56,11 +61,14 @@ class Writer:
             response = None
         ms = (time.perf_counter() - start) * 1000
         ok = response is not None and response.status_code == 200
-        if ok and op == "create":
-            assert response is not None
-            cookie = response.cookies.get("session") or cookie
+        token = token_of(cookie) if cookie else None
+        was = None
+        fresh = response.cookies.get("session") if ok and response is not None else None
+        if fresh and token_of(fresh) != token:
+            # A new session (the node did not know this one): the write is in it now.
+            was, token = token, token_of(fresh)
         record = {"t": time.time(), "node": node, "op": op, "value": value, "ok": ok,
-                  "ms": round(ms, 3), "token": token_of(cookie) if cookie else None}  # fmt: skip
+                  "ms": round(ms, 3), "token": token, "was": was}  # fmt: skip
         self.out.write(json.dumps(record) + "\n")
         return response if ok else None
 
@@ -71,7 +79,9 @@ class Writer:
         create = not self.cookies or (
             len(self.cookies) < self.max_sessions and value % self.new_every == 0
         )
-        slot = -1 if create else value % len(self.cookies)
+        # A random session (seeded): the node turns round-robin, so that a session is
+        # written on every node over time, whatever the count of sessions.
+        slot = -1 if create else self.rng.randrange(len(self.cookies))
         cookie = None if create else self.cookies[slot]
         for offset in range(len(self.nodes)):
             node = (value + offset) % len(self.nodes)
@@ -81,8 +91,10 @@ class Writer:
             fresh = response.cookies.get("session")
             if create and fresh:
                 self.cookies.append(fresh)
-            elif fresh and cookie is not None and token_of(fresh) == token_of(cookie):
-                self.cookies[slot] = fresh  # the route moved (failover)
+            elif fresh:
+                # As a browser: the route moved (failover), or the node did not know the
+                # session and started a new one, which this user holds from now on.
+                self.cookies[slot] = fresh
             return
 
     def run(self, duration: float) -> None:

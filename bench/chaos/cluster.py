@@ -40,6 +40,8 @@ class Attempt:
     ok: bool
     ms: float
     token: str | None
+    was: str | None = None
+    """The session this request's cookie named, when the node started another one."""
 
 
 class ClientRun:

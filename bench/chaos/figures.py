@@ -66,6 +66,12 @@ def losses(
     return found
 
 
+def replaced(attempts: Iterable[Attempt]) -> int:
+    """How many acknowledged requests started a new session in place of the one their
+    cookie named (a node that did not know it: across a partition, say)."""
+    return sum(1 for a in attempts if a.ok and a.was is not None)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values`` by the nearest-rank method (nan if empty)."""
     if not values:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from . import faults
 from .cluster import RECEIVER_PORTS, ChaosCluster
-from .figures import Figure, acknowledged, latency, losses
+from .figures import Figure, acknowledged, latency, losses, replaced
 
-COMMAND = ".venv/bin/python -m bench.chaos --only {}"
+COMMAND = ".venv/bin/python -m bench.chaos"
 
 
 def pause(seconds: float) -> None:
@@ -90,10 +90,11 @@ def kill_restart(
             "acknowledged writes lost (not in flight)": len(writes_lost),
         },
         convergence_s=convergence,
-        command=COMMAND.format("kill"),
+        command=COMMAND,
         details={
             "sessions": len(expected),
             "kills": len(kills),
+            "sessions replaced by a new one": replaced(attempts),
             "lost in flight with the killed node": len(lost.sessions) - len(survivors_lost),
             "writes lost in flight": len(lost.writes) - len(writes_lost),
             "restart to ready s (max)": round(max(restart_s), 2) if restart_s else None,
@@ -155,8 +156,12 @@ def partition_heal(
             "invalidated sessions resurrected": len(resurrected),
         },
         convergence_s=convergence,
-        command=COMMAND.format("partition"),
-        details={"sessions": len(expected), **latency(a for a in attempts if a.ok)},
+        command=COMMAND,
+        details={
+            "sessions": len(expected),
+            "sessions replaced by a new one": replaced(attempts),
+            **latency(a for a in attempts if a.ok),
+        },
     )
     if convergence is None:
         figure.problems.append("the nodes never held identical sessions after healing")
@@ -199,7 +204,7 @@ def loss_delay(
             "acknowledged writes lost": len(lost.writes),
         },
         convergence_s=convergence,
-        command=COMMAND.format("loss"),
+        command=COMMAND,
         details={
             "sessions": len(expected),
             "removals per node": removed,
@@ -228,6 +233,9 @@ def slow_peer(
         with cluster.stopped(nodes[0], signal.SIGSTOP, signal.SIGCONT):
             pause(stop_s)
         resumed_at = time.time()
+        removed = [
+            (cluster.state(n) or {}).get("channel", {}).get("members_removed") for n in nodes
+        ]
         pause(5)
         attempts = client.stop()
         convergence = cluster.time_to_converge(120)
@@ -248,8 +256,8 @@ def slow_peer(
             "failed requests to the others during the stop": failed,
         },
         convergence_s=convergence,
-        command=COMMAND.format("slow-peer"),
-        details={"before": before, "during": during},
+        command=COMMAND,
+        details={"before": before, "during": during, "members removed per node": removed},
     )
     if convergence is None:
         figure.problems.append("the nodes never held identical sessions after SIGCONT")
@@ -290,7 +298,7 @@ def flood(hosts: int = 3, limit: int = 3000, duration: float = 30, clients: int 
         load=f"{len(attempts)} requests ({created} sessions started, {refused} refused)",
         lost={"nodes over the limit": len(over)},
         convergence_s=None,
-        command=COMMAND.format("flood"),
+        command=COMMAND,
         details={
             "peak sessions per node": peak,
             "refusal log lines per node": lines,

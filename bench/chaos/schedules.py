@@ -3,11 +3,13 @@
 Plays :func:`tests.sessions.test_convergence_random.run_schedule` (three nodes,
 random writes, invalidations and id changes under random drops, duplicates,
 reorders, delays and partitions, then heal and anti-entropy) for ``count`` seeds.
+The library's warnings (every send a fault drops) are silenced while they play.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from tests.sessions.test_convergence_random import run_schedule
@@ -27,7 +29,11 @@ async def _play(first: int, count: int) -> list[str]:
 def schedules(count: int = 5000, first: int = 0) -> Figure:
     """Play ``count`` schedules from seed ``first``; every one must converge."""
     began = time.monotonic()
-    failures = asyncio.run(_play(first, count))
+    logging.disable(logging.WARNING)
+    try:
+        failures = asyncio.run(_play(first, count))
+    finally:
+        logging.disable(logging.NOTSET)
     took = time.monotonic() - began
     return Figure(
         scenario="schedules",
