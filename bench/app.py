@@ -9,7 +9,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from bench.wrk import realistic_session
+from bench.wrk import realistic_session, sized_session
+
+# The session-size scenario: a read of three keys of a small and of a large session.
+SMALL_KEYS, SMALL_BYTES = 5, 5 * 64
+LARGE_KEYS, LARGE_BYTES = 200, 64 * 1024
 
 SessionOf = Callable[[Request], MutableMapping[str, Any]]
 
@@ -43,8 +47,24 @@ def session_routes(session_of: SessionOf) -> list[Route]:
         session["counter"] = session.get("counter", 0) + 1
         return JSONResponse({"user_id": session["user_id"], "counter": session["counter"]})
 
+    async def login_small(request: Request) -> PlainTextResponse:
+        session_of(request).update(sized_session(SMALL_KEYS, SMALL_BYTES))
+        return PlainTextResponse("ok")
+
+    async def login_large(request: Request) -> PlainTextResponse:
+        session_of(request).update(sized_session(LARGE_KEYS, LARGE_BYTES))
+        return PlainTextResponse("ok")
+
+    async def read_keys(request: Request) -> JSONResponse:
+        session = session_of(request)
+        return JSONResponse({key: len(session[key]) for key in ("k0", "k1", "k2")})
+
     return [
         Route("/ping", ping),
+        Route("/login-small", login_small),
+        Route("/login-large", login_large),
+        Route("/read-small", read_keys),
+        Route("/read-large", read_keys),
         Route("/login", login),
         Route("/read", read),
         Route("/write", write),

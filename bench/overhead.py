@@ -15,11 +15,17 @@ The same tiny Starlette app is served three ways, each by its own uvicorn proces
   holding the same data, so the app does the same work minus the session machinery.
 * ``starlette``: ``starlette.middleware.sessions.SessionMiddleware`` (the whole
   session signed into the cookie).
+* ``starsessions``: starsessions' ``SessionMiddleware`` + ``SessionAutoloadMiddleware``
+  with a ``RedisStore`` on a real ``redis-server`` the bench starts on loopback and
+  stops (skipped, saying so, when ``redis-server`` or starsessions is missing:
+  ``make bench-deps``).
 * ``ours``: ``ClusterSessionMiddleware(app, secret_key=...)``, one node, no config
   (the cookie holds a signed id, the data stays in the server's memory).
 
 Scenarios: ``read`` (``GET /read`` reads a few session keys: the common case) and
-``write`` (``GET /write`` increments a counter in the session). wrk runs with one
+``write`` (``GET /write`` increments a counter in the session). Then, for ours
+only, session size: ``read-small`` and ``read-large`` read three keys of a
+5-key session and of a 200-key, 64 KiB one. wrk runs with one
 thread (the machine has two cores: one for wrk, one for the server), variants are
 interleaved and repeated in rounds, and the median of each is reported.
 
@@ -31,9 +37,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +58,7 @@ from starlette.requests import Request
 
 from bench.app import session_routes
 from bench.wrk import (
+    HOST,
     REPO_ROOT,
     Sample,
     check_tools,
@@ -65,13 +75,19 @@ from bench.wrk import (
 )
 from bench.wrk import medians as wrk_medians
 
-VARIANTS: Final = ("none", "starlette", "ours")
+VARIANTS: Final = ("none", "starlette", "starsessions", "ours")
 SCENARIOS: Final = ("read", "write")
+SIZE_SCENARIOS: Final = ("read-small", "read-large")
 SECRET: Final = "bench-secret-not-for-production"
 VARIANT_ENV: Final = "BENCH_VARIANT"
-# The issue's targets for ours, as throughput ratios.
-TARGET_VS_STARLETTE: Final = 2.0
-TARGET_VS_NONE: Final = 0.7
+REDIS_ENV: Final = "BENCH_REDIS_URL"
+# Issue 11's targets for ours, as throughput ratios (None: no target).
+TARGETS: Final[dict[str, dict[str, float | None]]] = {
+    "read": {"rps_vs_none": 0.80, "rps_vs_starlette": None},
+    "write": {"rps_vs_none": 0.65, "rps_vs_starlette": 1.6},
+}
+# A read of a 200-key, 64 KiB session costs at most this times a read of a 5-key one.
+TARGET_SIZE_COST: Final = 1.5
 
 
 # -- the app ----------------------------------------------------------------------
@@ -100,6 +116,16 @@ def create_app() -> Starlette:
             from starlette.middleware.sessions import SessionMiddleware
 
             middleware.append(Middleware(SessionMiddleware, secret_key=SECRET))
+        elif variant == "starsessions":
+            from starsessions import SessionAutoloadMiddleware
+            from starsessions import SessionMiddleware as StarSessions
+            from starsessions.stores.redis import RedisStore
+
+            store = RedisStore(os.environ[REDIS_ENV])
+            middleware.append(
+                Middleware(StarSessions, store=store, cookie_https_only=False, lifetime=3600)
+            )
+            middleware.append(Middleware(SessionAutoloadMiddleware))
         else:
             # Imported here so the parent process never needs the package to import.
             from clustersession import ClusterSessionMiddleware
@@ -121,10 +147,52 @@ class Server:
     cookie: str | None = None  # the ``Cookie`` header value wrk sends
 
 
-def _start_server(variant: str, workdir: Path) -> Server:
+def starsessions_missing() -> str | None:
+    """Why the starsessions row cannot run here, or ``None``."""
+    if shutil.which("redis-server") is None:
+        return "redis-server not found (make bench-deps)"
+    if (
+        importlib.util.find_spec("starsessions") is None
+        or importlib.util.find_spec("redis") is None
+    ):
+        return "starsessions or redis missing (pip install -e '.[dev]')"
+    return None
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A throwaway ``redis-server`` on loopback (no persistence): its URL; stopped after."""
+    port = free_port()
+    log = workdir / "redis.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            ["redis-server", "--bind", HOST, "--port", str(port), "--save", "",
+             "--appendonly", "no", "--protected-mode", "no"],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection((HOST, port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start:\n" + log.read_text()[-2000:])
+            time.sleep(0.05)
+        yield f"redis://{HOST}:{port}/0"
+    finally:
+        stop_group(process)
+
+
+def _start_server(variant: str, workdir: Path, redis_url: str | None = None) -> Server:
     port = free_port()
     log = workdir / f"server-{variant}.log"
-    env = child_env({VARIANT_ENV: variant})
+    env = child_env({VARIANT_ENV: variant, **({REDIS_ENV: redis_url} if redis_url else {})})
     command = uvicorn_command("bench.overhead:create_app", port)
     with log.open("wb") as log_file:
         # A session of its own, so the whole process group can be killed at the end
@@ -162,9 +230,9 @@ def _wait_ready(server: Server, deadline_s: float = 20.0) -> None:
             time.sleep(0.05)
 
 
-def _log_in(server: Server) -> None:
+def _log_in(server: Server, path: str = "/login", check: str = "/read") -> None:
     """Get the session cookie wrk will replay; checks the session actually works."""
-    status, set_cookies, _ = http_get(server.port, "/login", timeout=5)
+    status, set_cookies, _ = http_get(server.port, path, timeout=5)
     if status != 200:
         raise RuntimeError(f"{server.variant}: GET /login answered {status}")
     if server.variant == "none":
@@ -174,9 +242,9 @@ def _log_in(server: Server) -> None:
         raise RuntimeError(f"{server.variant}: GET /login set no session cookie")
     server.cookie = values[-1]
     # The session must come back with the cookie, or we would time an empty session.
-    status, _, _ = http_get(server.port, "/read", server.cookie, timeout=5)
+    status, _, _ = http_get(server.port, check, server.cookie, timeout=5)
     if status != 200:
-        raise RuntimeError(f"{server.variant}: GET /read with the cookie answered {status}")
+        raise RuntimeError(f"{server.variant}: GET {check} with the cookie answered {status}")
 
 
 # -- wrk --------------------------------------------------------------------------
@@ -228,20 +296,31 @@ def _parse_args(argv: list[str] | None) -> Options:
     )
 
 
+def variants() -> tuple[str, ...]:
+    """The rows that can run here (starsessions needs redis-server)."""
+    why = starsessions_missing()
+    if why is None:
+        return VARIANTS
+    print(f"bench: no starsessions row: {why}", flush=True)
+    return tuple(v for v in VARIANTS if v != "starsessions")
+
+
 @contextlib.contextmanager
-def _servers(workdir: Path) -> Iterator[dict[str, Server]]:
+def _servers(workdir: Path, rows: tuple[str, ...]) -> Iterator[dict[str, Server]]:
     """All variants' servers, ready and logged in; every one stopped on the way out."""
     servers: dict[str, Server] = {}
-    try:
-        for variant in VARIANTS:
-            servers[variant] = _start_server(variant, workdir)
-        for server in servers.values():
-            _wait_ready(server)
-            _log_in(server)
-        yield servers
-    finally:
-        for server in servers.values():
-            stop_group(server.process)
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server(workdir)) if "starsessions" in rows else None
+        try:
+            for variant in rows:
+                servers[variant] = _start_server(variant, workdir, redis_url)
+            for server in servers.values():
+                _wait_ready(server)
+                _log_in(server)
+            yield servers
+        finally:
+            for server in servers.values():
+                stop_group(server.process)
 
 
 def _raise_on_sigterm(signum: int, frame: object) -> None:
@@ -249,11 +328,11 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def measure(options: Options) -> list[Sample]:
+def measure(options: Options, rows: tuple[str, ...]) -> list[Sample]:
     samples: list[Sample] = []
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         workdir = Path(tmp)
-        with _servers(workdir) as servers:
+        with _servers(workdir, rows) as servers:
             scripts = {v: _write_lua(s, workdir) for v, s in servers.items()}
             if options.warmup > 0:
                 for scenario in SCENARIOS:
@@ -262,11 +341,12 @@ def measure(options: Options) -> list[Sample]:
                             server.port, f"/{scenario}", scripts[variant],
                             duration=options.warmup, connections=options.connections,
                         )  # fmt: skip
-            total = options.rounds * len(SCENARIOS) * len(VARIANTS)
+            total = options.rounds * (len(SCENARIOS) * len(rows) + len(SIZE_SCENARIOS))
             for round_ in range(options.rounds):
                 # Rotate the order each round so slow drift (thermal, noisy neighbours)
                 # does not always fall on the same variant.
-                order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]
+                shift = round_ % len(rows)
+                order = rows[shift:] + rows[:shift]
                 for scenario in SCENARIOS:
                     for variant in order:
                         samples.append(
@@ -277,13 +357,38 @@ def measure(options: Options) -> list[Sample]:
                                 counter=f"{len(samples) + 1:2d}/{total}",
                             )
                         )  # fmt: skip
+            samples += _measure_size(options, servers["ours"], workdir, len(samples), total)
+    return samples
+
+
+def _measure_size(
+    options: Options, ours: Server, workdir: Path, done: int, total: int
+) -> list[Sample]:
+    """Ours only: three keys read from a 5-key and from a 200-key, 64 KiB session."""
+    scripts = {}
+    for scenario in SIZE_SCENARIOS:
+        size = scenario.removeprefix("read-")
+        _log_in(ours, f"/login-{size}", f"/{scenario}")
+        scripts[scenario] = cookie_script(workdir / f"{scenario}.lua", ours.cookie, "bench")
+    samples: list[Sample] = []
+    for round_ in range(options.rounds):
+        order = SIZE_SCENARIOS if round_ % 2 == 0 else SIZE_SCENARIOS[::-1]
+        for scenario in order:
+            samples.append(
+                sample(
+                    "ours", scenario, round_, ours.port, scripts[scenario],
+                    duration=options.duration, connections=options.connections,
+                    counter=f"{done + len(samples) + 1:2d}/{total}",
+                )
+            )  # fmt: skip
     return samples
 
 
 def summarise(samples: list[Sample]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
+    rows = tuple(v for v in VARIANTS if any(s.row == v for s in samples))
     for scenario in SCENARIOS:
-        medians = wrk_medians(samples, scenario, VARIANTS)
+        medians = wrk_medians(samples, scenario, rows)
         ours, starlette, none = medians["ours"], medians["starlette"], medians["none"]
         ratios = {
             "rps_vs_starlette": ours["requests_per_s"] / starlette["requests_per_s"],
@@ -291,13 +396,28 @@ def summarise(samples: list[Sample]) -> dict[str, Any]:
             "p99_vs_starlette": ours["p99_ms"] / starlette["p99_ms"],
             "p99_vs_none": ours["p99_ms"] / none["p99_ms"],
         }
+        if "starsessions" in medians:
+            ratios["rps_vs_starsessions"] = (
+                ours["requests_per_s"] / medians["starsessions"]["requests_per_s"]
+            )
         summary[scenario] = {
             "medians": medians,
             "ratios": ratios,
+            "targets": TARGETS[scenario],
             "targets_met": {
-                "rps_vs_starlette": ratios["rps_vs_starlette"] >= TARGET_VS_STARLETTE,
-                "rps_vs_none": ratios["rps_vs_none"] >= TARGET_VS_NONE,
+                name: ratios[name] >= target
+                for name, target in TARGETS[scenario].items()
+                if target is not None
             },
+        }
+    if any(s.scenario in SIZE_SCENARIOS for s in samples):
+        small, large = (wrk_medians(samples, s, ("ours",))["ours"] for s in SIZE_SCENARIOS)
+        cost = small["requests_per_s"] / large["requests_per_s"]
+        summary["size"] = {
+            "medians": {"read-small": small, "read-large": large},
+            "ratios": {"large_read_cost_vs_small": cost},
+            "targets": {"large_read_cost_vs_small": TARGET_SIZE_COST},
+            "targets_met": {"large_read_cost_vs_small": cost <= TARGET_SIZE_COST},
         }
     return summary
 
@@ -307,34 +427,29 @@ def _print_table(summary: dict[str, Any], options: Options) -> None:
         f"\nmedians of {options.rounds} round(s) x {options.duration:g} s, wrk -t1 "
         f"-c{options.connections}, uvicorn 1 worker (uvloop, httptools)\n"
     )
-    print_medians(summary, label="variant", width=10)
-    print(
-        f"\n{'scenario':8s} {'req/s ours/starlette':>21s} {'ours/none':>10s}"
-        f" {'p99 ours/starlette':>19s} {'ours/none':>10s}"
-    )
+    print_medians(summary, label="variant", width=12)
+    print(f"\n{'scenario':8s} {'ratio':26s} {'value':>7s}  target")
     for scenario, result in summary.items():
-        r, met = result["ratios"], result["targets_met"]
-        vs_st = f"{r['rps_vs_starlette']:.2f}x {'ok' if met['rps_vs_starlette'] else 'MISS'}"
-        vs_none = f"{r['rps_vs_none']:.2f}x {'ok' if met['rps_vs_none'] else 'MISS'}"
-        print(
-            f"{scenario:8s} {vs_st:>21s} {vs_none:>10s}"
-            f" {r['p99_vs_starlette']:18.2f}x {r['p99_vs_none']:9.2f}x"
-        )
-    print(
-        f"\ntargets (req/s): ours >= {TARGET_VS_STARLETTE}x starlette, "
-        f">= {TARGET_VS_NONE}x none; p99 ratios below 1 mean ours is faster"
-    )
+        for name, value in result["ratios"].items():
+            target = result.get("targets", {}).get(name)
+            met = result["targets_met"].get(name)
+            verdict = "" if met is None else ("MET" if met else "MISS")
+            bound = "<=" if name == "large_read_cost_vs_small" else ">="
+            wanted = f"{bound} {target}x {verdict}" if target is not None else ""
+            print(f"{scenario:8s} {name:26s} {value:6.2f}x  {wanted}")
+    print("\n(p99 ratios below 1 mean ours is faster)")
 
 
 def _run_asgi(options: Options) -> tuple[dict[str, Any], bool]:
     """The uvicorn section: its JSON document and whether a target was missed."""
-    runs = options.rounds * len(SCENARIOS) * len(VARIANTS)
+    rows = variants()
+    runs = options.rounds * (len(SCENARIOS) * len(rows) + len(SIZE_SCENARIOS))
     print(
         f"bench (ASGI): {runs} wrk runs of {options.duration:g} s "
-        f"(+ {len(SCENARIOS) * len(VARIANTS)} warm-ups of {options.warmup:g} s)",
+        f"(+ {len(SCENARIOS) * len(rows)} warm-ups of {options.warmup:g} s)",
         flush=True,
     )
-    samples = measure(options)
+    samples = measure(options, rows)
     summary = summarise(samples)
     _print_table(summary, options)
     document = {"samples": [asdict(s) for s in samples], "summary": summary}

@@ -41,8 +41,15 @@ def realistic_session() -> dict[str, Any]:
     }
 
 
+def sized_session(keys: int, total_bytes: int) -> dict[str, Any]:
+    """A session of ``keys`` string values ``k0``.. of about ``total_bytes`` in all."""
+    each = max(1, total_bytes // keys)
+    return {f"k{i}": f"{i:06d}".ljust(each, "x") for i in range(keys)}
+
+
 _RPS_RE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
 _P99_RE = re.compile(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_P50_RE = re.compile(r"^\s*50(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
 _NON_2XX_RE = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _SOCKET_ERRORS_RE = re.compile(
     r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
@@ -60,6 +67,12 @@ def parse_wrk(output: str) -> tuple[float, float, int]:
     for match in _SOCKET_ERRORS_RE.finditer(output):
         errors += sum(int(n) for n in match.groups())
     return float(rps.group(1)), float(p99.group(1)) * _UNIT_MS[p99.group(2)], errors
+
+
+def parse_p50(output: str) -> float:
+    """The median latency in ms from wrk's ``--latency`` output (0 if absent)."""
+    p50 = _P50_RE.search(output)
+    return float(p50.group(1)) * _UNIT_MS[p50.group(2)] if p50 is not None else 0.0
 
 
 def lua_string(value: str) -> str:
@@ -81,6 +94,16 @@ def run_wrk(
     port: int, path: str, script: Path, *, duration: float, connections: int
 ) -> tuple[float, float, int]:
     """One wrk run (one thread) against ``path``: ``(requests/s, p99 in ms, errors)``."""
+    rps, p99, errors, _ = run_wrk_latencies(
+        port, path, script, duration=duration, connections=connections
+    )
+    return rps, p99, errors
+
+
+def run_wrk_latencies(
+    port: int, path: str, script: Path, *, duration: float, connections: int
+) -> tuple[float, float, int, float]:
+    """As :func:`run_wrk`, plus the median latency: ``(req/s, p99 ms, errors, p50 ms)``."""
     command = [
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
         "--latency", "-s", str(script), f"http://{HOST}:{port}{path}",
@@ -90,7 +113,7 @@ def run_wrk(
     )
     if result.returncode != 0:
         raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr}{result.stdout}")
-    return parse_wrk(result.stdout)
+    return (*parse_wrk(result.stdout), parse_p50(result.stdout))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +126,7 @@ class Sample:
     requests_per_s: float
     p99_ms: float
     errors: int  # socket errors + non-2xx/3xx responses
+    p50_ms: float = 0.0
 
 
 def sample(
@@ -117,7 +141,7 @@ def sample(
     counter: str,
 ) -> Sample:
     """Run wrk on ``/scenario`` of ``row``'s server, print one progress line, return it."""
-    rps, p99, errors = run_wrk(
+    rps, p99, errors, p50 = run_wrk_latencies(
         port, f"/{scenario}", script, duration=duration, connections=connections
     )
     print(
@@ -125,7 +149,7 @@ def sample(
         f"  p99 {p99:7.2f} ms" + (f"  ({errors} errors!)" if errors else ""),
         flush=True,
     )
-    return Sample(row, scenario, round_, rps, p99, errors)
+    return Sample(row, scenario, round_, rps, p99, errors, p50)
 
 
 def medians(samples: list[Sample], scenario: str, rows: Sequence[str]) -> dict[str, Any]:
@@ -136,6 +160,7 @@ def medians(samples: list[Sample], scenario: str, rows: Sequence[str]) -> dict[s
         found[row] = {
             "requests_per_s": statistics.median(s.requests_per_s for s in mine),
             "p99_ms": statistics.median(s.p99_ms for s in mine),
+            "p50_ms": statistics.median(s.p50_ms for s in mine),
             "errors": sum(s.errors for s in mine),
         }
     return found
