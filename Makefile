@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench chaos clean system-deps compose-demo fuzz
+.PHONY: demo test lint typecheck unit bench bench-deps bench-all chaos clean system-deps compose-demo fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +44,17 @@ FUZZ_EXAMPLES ?= 20000
 fuzz: $(STAMP)
 	FUZZ_PROFILE=long FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -q
 
-## Session overhead benchmark, ASGI and WSGI rows (needs wrk: apt-get install wrk).
+## Session overhead benchmark, ASGI and WSGI rows (needs wrk: make bench-deps).
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
+
+## What the benchmarks need beyond the tests: wrk, redis-server (the starsessions row).
+bench-deps: $(STAMP)
+	bash scripts/system-deps.sh --bench
+
+## Every benchmark in one go (~15 min): bench/RESULTS.md and its plots.
+bench-all: $(STAMP) bench-deps
+	$(BIN)/python -m bench.run_all
 
 ## The chaos runs and their figures (docs/reliability.md): about 10 minutes, needs root.
 chaos: $(STAMP) system-deps

@@ -28,6 +28,7 @@ from bench.cluster.options import (
     TARGET_DELTAS_PER_S,
     TARGET_LAG_P99_MS,
     TARGET_RSS_MB,
+    TARGET_SYNC_RATIO,
     TARGET_TRANSFER_S,
     Options,
 )
@@ -116,6 +117,10 @@ def verdicts(results: MutableMapping[str, Any]) -> list[Verdict]:
         found.append(Verdict("3-node sync (6) / standalone, req/s",
                              f"{t['ratio_sync']:.2f}x ({m['sync']['requests_per_s']:,.0f})",
                              "", None))  # fmt: skip
+        sync_vs_async = m["sync"]["requests_per_s"] / m["async"]["requests_per_s"]
+        found.append(Verdict("3-node sync (6) / async (8), req/s", f"{sync_vs_async:.2f}x",
+                             f">= {TARGET_SYNC_RATIO}x",
+                             sync_vs_async >= TARGET_SYNC_RATIO))  # fmt: skip
     if "lag" in results:
         for key, label in (("one_loop", "one loop"), ("two_processes", "2 processes")):
             if key in results["lag"]:
