@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ..support.polling import wait_for
-from ..support.servers import Cluster, Server, Servers, running, uvicorn
+from ..support.servers import Cluster, Server, Servers, running, start_uvicorn_nodes
 
 pytestmark = pytest.mark.network
 
@@ -24,20 +24,16 @@ SYNC = "6"  # a write is answered once every member has it
 def start_farm(
     servers: Servers, cluster: Cluster, folder: Path, interval: float, tag: str
 ) -> list[Server]:
-    nodes = []
-    for i in range(3):
-        env = cluster.env(
+    envs = {
+        f"s{i}-{tag}": cluster.env(
             f"s{i}",
             CHANNEL_SEND_OPTIONS=SYNC,
             MANAGER__SNAPSHOT_PATH=str(folder / f"s{i}.snapshot"),
             MANAGER__SNAPSHOT_INTERVAL=str(interval),
         )
-        nodes.append(servers.start(uvicorn(f"s{i}-{tag}", env)))
-    for node in nodes:
-        node.wait_healthy()
-    for node in nodes:
-        node.wait_members(n.route for n in nodes if n is not node)
-    return nodes
+        for i in range(3)
+    }
+    return start_uvicorn_nodes(servers, envs)
 
 
 def read(node: Server, cookie: str) -> object:

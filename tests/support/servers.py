@@ -294,6 +294,16 @@ def uvicorn(name: str, env: dict[str, str], *, workers: int = 1) -> Server:
     return server
 
 
+def start_uvicorn_nodes(servers: Servers, envs: dict[str, dict[str, str]]) -> list[Server]:
+    """A uvicorn node per ``envs`` item (server name: env); returned once each sees the others."""
+    nodes = [servers.start(uvicorn(name, env)) for name, env in envs.items()]
+    for node in nodes:
+        node.wait_healthy()
+    for node in nodes:
+        node.wait_members(n.route for n in nodes if n is not node)
+    return nodes
+
+
 FLASK = "tests.support.wsgi_apps:flask_app()"
 DJANGO = "tests.support.wsgi_apps:django_app()"
 

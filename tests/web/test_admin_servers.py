@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ..support.polling import wait_for
-from ..support.servers import Cluster, Server, running, uvicorn
+from ..support.servers import Cluster, Server, running, start_uvicorn_nodes
 
 pytestmark = pytest.mark.network
 
@@ -37,13 +37,9 @@ def everywhere(nodes: list[Server], predicate: object) -> bool:
 def test_log_out_everywhere_through_one_node_and_the_per_user_limit() -> None:
     cluster = Cluster()
     with running() as servers:
-        nodes = [
-            servers.start(uvicorn(f"a{i}", cluster.env(f"a{i}", **SETTINGS))) for i in range(3)
-        ]
-        for node in nodes:
-            node.wait_healthy()
-        for node in nodes:
-            node.wait_members(n.route for n in nodes if n is not node)
+        nodes = start_uvicorn_nodes(
+            servers, {f"a{i}": cluster.env(f"a{i}", **SETTINGS) for i in range(3)}
+        )
 
         first = login(nodes[0], "ann")
         second = login(nodes[1], "ann")

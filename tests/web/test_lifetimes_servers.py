@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ..support.polling import wait_for
-from ..support.servers import Cluster, Server, running, uvicorn
+from ..support.servers import Cluster, Server, running, start_uvicorn_nodes, uvicorn
 
 pytestmark = pytest.mark.network
 
@@ -82,13 +82,9 @@ def test_lifetime_ends_an_active_session_on_every_node() -> None:
         "CHANNEL_SEND_OPTIONS": "6",  # a write is answered once every member has it
     }
     with running() as servers:
-        nodes = [
-            servers.start(uvicorn(f"l{i}", cluster.env(f"l{i}", **settings))) for i in range(3)
-        ]
-        for node in nodes:
-            node.wait_healthy()
-        for node in nodes:
-            node.wait_members(n.route for n in nodes if n is not node)
+        nodes = start_uvicorn_nodes(
+            servers, {f"l{i}": cluster.env(f"l{i}", **settings) for i in range(3)}
+        )
         created = time.monotonic()
         reply = nodes[0].request("POST", "/update", json_body={"user": "ann"})
         cookie = reply.cookie
