@@ -92,7 +92,7 @@ def _encoded_values() -> st.SearchStrategy[bytes]:
         lambda inner: (
             st.lists(inner, max_size=4)
             | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-            | st.frozensets(st.integers(), max_size=3)
+            | st.frozensets(ints, max_size=3)
         ),
         max_leaves=10,
     )
