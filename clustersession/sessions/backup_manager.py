@@ -135,6 +135,7 @@ class BackupManager(StampedStore):
         self._view: dict[bytes, Member] = {}  # the members the copies were last placed for
         self._rebalancing = asyncio.Lock()
         self._trim_pending = False
+        self._check_tokens: set[str] = set()  # sessions a message touched, checked soon
         self._started = False
         self._transfer: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
@@ -546,7 +547,7 @@ class BackupManager(StampedStore):
         sender, kind = message.sender, decoded.kind
         if kind is Kind.DELTA:
             self.replication.received(sender, decoded)
-            self._check_soon()
+            self._check_soon(c.token for c in decoded.changes)
         elif kind is Kind.TOUCH:
             self.keepalive.received(decoded.touches)
         elif kind is Kind.OWNERS:
@@ -566,7 +567,7 @@ class BackupManager(StampedStore):
             self.state_transfer.chunk_received(decoded)
         elif kind is Kind.RECORDS:
             self.counters.bad_messages += self.merge_remote(decoded.changes, decoded.dead)
-            self._check_soon()
+            self._check_soon(c.token for c in decoded.changes)
         # DIGEST and SYNC are the delta manager's: a mixed cluster is not supported.
 
     def _owners_received(self, message: Message) -> None:
@@ -580,7 +581,7 @@ class BackupManager(StampedStore):
             if record is not None and record.route != self.channel.local.route:
                 self.expire(record)  # expired on its primary: a copy follows
         if message.owners:
-            self._check_soon()
+            self._check_soon(token for token, _, _ in message.owners)
 
     # -- keeping the copies where they belong ----------------------------------------------
 
@@ -624,17 +625,21 @@ class BackupManager(StampedStore):
                     self.moves.pushed += len(changes)
         await self.check()
 
-    async def check(self) -> None:
+    async def check(self, tokens: Iterable[str] | None = None) -> None:
         """Hand each copy this node does not own to its owners, then drop it.
 
         A copy is only dropped once every owner acknowledged it, so a node that
-        leaves the owners never takes the last copy with it.
+        leaves the owners never takes the last copy with it. ``tokens``: only
+        these sessions (what a message touched); ``None``: every copy held here.
         """
-        self._trim_pending = False
         members = self.placement.members()
         local = self.channel.local.id
         by_owners: dict[tuple[bytes, ...], list[SessionRecord]] = {}
-        for record in list(self.store):
+        if tokens is None:
+            records = list(self.store)
+        else:
+            records = [r for r in map(self.store.get, tokens) if r is not None]
+        for record in records:
             owners = self.placement.owners(record.token, record.route, members)
             if local not in owners:
                 by_owners.setdefault(owners.all, []).append(record)
@@ -651,10 +656,18 @@ class BackupManager(StampedStore):
                 self._note_proxy(held.token, held.route, held.route_stamp)
                 self.moves.handed_over += 1
 
-    def _check_soon(self) -> None:
+    def _check_soon(self, tokens: Iterable[str]) -> None:
+        """Check the copies of ``tokens`` soon: one task for every message until it runs
+        (a whole-store check per received write would cost O(sessions) per write)."""
+        self._check_tokens.update(tokens)
         if not self._trim_pending and self._started:
             self._trim_pending = True
-            self._tasks.spawn(self.check(), "clustersession-backup-check")
+            self._tasks.spawn(self._check_touched(), "clustersession-backup-check")
+
+    async def _check_touched(self) -> None:
+        self._trim_pending = False
+        tokens, self._check_tokens = self._check_tokens, set()
+        await self.check(tokens)
 
     async def _check_forever(self) -> None:
         """Now and then: compare the copies held for a random member with it, then check."""

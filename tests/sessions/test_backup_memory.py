@@ -12,6 +12,8 @@ import pytest
 
 from clustersession.channel.testing import InMemoryChannel
 from clustersession.sessions.backup_manager import BackupManager
+from clustersession.sessions.change import snapshot
+from clustersession.sessions.wire import Kind, Message, encode
 
 from .memnet import Cluster, create, invalidate, regenerate, values, write
 
@@ -226,3 +228,40 @@ async def test_max_active_sessions_counts_primaries_only() -> None:
         assert not a.may_create() and a.rejected_sessions == 1
     finally:
         await cluster.stop()
+
+
+async def test_a_received_write_checks_only_the_sessions_it_touched(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by bench/scaling: every received DELTA re-ranked every copy the node held,
+    # so a backup's writes/s fell with its session count (158 vs 645 req/s at 5,000).
+    a, b = await start_all(cluster, "ab")
+    await a.commit([create(f"s{i}", "a", n=i) for i in range(400)])
+    await settle(cluster)
+    assert len(b.store) == 400  # b is every session's backup
+    ranked: list[str] = []
+    owners = b.placement.owners
+
+    def counting(token: str, *args: object, **kwargs: object) -> object:
+        ranked.append(token)
+        return owners(token, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(b.placement, "owners", counting)
+    await a.commit([write("s7", "a", n=-7)])
+    await cluster.network.settle()
+    assert values(b, "s7")["n"] == -7
+    assert len(ranked) < 10, f"one write re-ranked {len(ranked)} sessions"
+
+
+async def test_a_copy_a_non_owner_receives_is_still_handed_over(cluster: Cluster) -> None:
+    a, _, c = await start_all(cluster, "abc")
+    await a.commit([create(f"s{i}", "a", n=i) for i in range(30)])
+    await settle(cluster)
+    stray = next(t for t in (f"s{i}" for i in range(30)) if t not in c.store)
+    # c gets the whole session in a message, as after a membership change it missed.
+    whole = Message(Kind.RECORDS, changes=[snapshot(a.store.get(stray))])
+    await a.channel.send([c.channel.local], encode(whole))
+    await cluster.network.settle()
+    await cluster.network.settle()
+    assert stray not in c.store and stray in c.proxies
+    assert len(holders(cluster, stray)) == 2

@@ -1,0 +1,194 @@
+"""The command line: the counts and managers in order, the table, targets, plots, ``--json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from bench.cluster.nodes import Ports, stop_all
+from bench.scaling.cluster import Cluster, time_ready, wait_until
+from bench.scaling.load import run_load
+from bench.scaling.plots import plot
+from bench.wrk import REPO_ROOT, check_tools
+
+KINDS: Final = ("delta", "backup")
+TARGET_MEMORY: Final = 1 / 3  # backup / delta RSS per node, 8 nodes
+TARGET_BYTES: Final = 1 / 3  # backup / delta bytes per write, 8 nodes
+TARGET_THROUGHPUT: Final = 0.8  # backup / delta req/s, 2 and 3 nodes
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="clustersession scaling curve on 127.0.0.1: delta vs backup manager, "
+        "throughput, memory, bytes per write and time to ready per node count.",
+    )
+    add = parser.add_argument
+    add("--nodes", type=int, nargs="+", default=[2, 3, 5, 8], help="node counts [2 3 5 8]")
+    add("--sessions", type=int, default=100_000, help="sessions in the cluster [100000]")
+    add("--duration", type=float, default=5.0, help="seconds per wrk run [5]")
+    add("--rounds", type=int, default=2, help="wrk rounds per manager, interleaved [2]")
+    add("--connections", type=int, default=32, help="wrk connections in all [32]")
+    add("--users", type=int, default=8, help="users logged in per node for wrk [8]")
+    add("--send-options", type=int, default=8, help="both managers' send options [8]")
+    add("--backups", type=int, default=1, help="manager.backups of backup [1]")
+    add("--quick", action="store_true", help="smoke run: 2 and 3 nodes, 5,000 sessions, 2 s")
+    add("--json", type=Path, metavar="PATH", help="also write the results here")
+    add("--plots", type=Path, metavar="DIR", help="write the PNGs here [bench/]")
+    add("--logs", type=Path, metavar="DIR", help="keep the nodes' logs here [a temp dir]")
+    add("--strict", action="store_true", help="exit 1 if a target is missed")
+    return parser
+
+
+def _build(kind: str, count: int, args: argparse.Namespace, ports: Ports, workdir: Path) -> Any:
+    """``count - 1`` nodes filled with the sessions, then node ``count`` joins; figures."""
+    cluster = Cluster(kind, ports, workdir, send_options=args.send_options, backups=args.backups)
+    cluster.label = f"{kind}-{count}"
+    for _ in range(count - 1):
+        cluster.spawn()
+    for node in cluster.nodes:
+        time_ready(node, 60)
+    fill_s = cluster.fill(args.sessions)
+    wait_until(cluster.settled(args.sessions), 300, f"{kind}: the fill", cluster.nodes)
+    joiner = cluster.spawn()
+    ready_s, join_s = time_ready(joiner, 120)
+    settle_s = wait_until(
+        cluster.settled(args.sessions), 300, f"{kind}: the join settling", cluster.nodes
+    )
+    stats = cluster.stats()
+    rss = [s["rss_kb"] / 1024 for s in stats]
+    row = {
+        "kind": kind,
+        "nodes": count,
+        "fill_s": fill_s,
+        "ready_s": ready_s,
+        "join_s": join_s,
+        "settle_after_ready_s": settle_s,
+        "rss_mb": statistics.mean(rss),
+        "rss_max_mb": max(rss),
+        "rss_per_node_mb": rss,
+        "held_per_node": [s["sessions"] for s in stats],
+        "proxies_per_node": [(s["roles"] or {}).get("proxies", 0) for s in stats],
+    }
+    print(
+        f"  {kind:6s} {count} nodes: filled in {fill_s:.1f} s; node{count} ready after "
+        f"{ready_s:.2f} s ({join_s:.2f} s after its first answer), settled {settle_s:.1f} s "
+        f"later; RSS per node {row['rss_mb']:.0f} MB (max {row['rss_max_mb']:.0f}); held "
+        f"{row['held_per_node']}",
+        flush=True,
+    )
+    cluster.log_in(args.users)
+    return cluster, row
+
+
+def _measure(count: int, order: tuple[str, ...], args: argparse.Namespace, ports: Ports,
+             workdir: Path) -> list[dict[str, Any]]:  # fmt: skip
+    print(f"\n{count} nodes ({' then '.join(order)})", flush=True)
+    built: dict[str, Any] = {}
+    try:
+        for kind in order:
+            built[kind] = _build(kind, count, args, ports, workdir)
+        samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in order}
+        for round_ in range(args.rounds):
+            for kind in order if round_ % 2 == 0 else tuple(reversed(order)):
+                result = run_load(
+                    built[kind][0], duration=args.duration, connections=args.connections
+                )
+                samples[kind].append(result)
+                print(
+                    f"  round {round_ + 1} {kind:6s} {result['requests_per_s']:8.0f} req/s  "
+                    f"{result['bytes_per_write']:8.0f} B/write"
+                    + (f"  ({result['errors']} errors!)" if result["errors"] else ""),
+                    flush=True,
+                )
+    finally:
+        for cluster, _ in built.values():
+            cluster.stop()
+    rows = []
+    for kind in order:
+        mine = samples[kind]
+        row = built[kind][1]
+        writes = sum(s["writes"] for s in mine)
+        row.update(
+            requests_per_s=statistics.median(s["requests_per_s"] for s in mine),
+            requests_per_s_rounds=[s["requests_per_s"] for s in mine],
+            errors=sum(s["errors"] for s in mine),
+            bytes_per_write=sum(s["bytes_sent"] for s in mine) / writes if writes else 0.0,
+        )
+        rows.append(row)
+    return rows
+
+
+def _ratio(rows: list[dict[str, Any]], count: int, key: str) -> float | None:
+    found = {r["kind"]: r[key] for r in rows if r["nodes"] == count}
+    if "delta" not in found or "backup" not in found or not found["delta"]:
+        return None
+    return float(found["backup"] / found["delta"])
+
+
+def _verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    verdicts = []
+    checks = [(8, "rss_mb", "<=", TARGET_MEMORY), (8, "bytes_per_write", "<=", TARGET_BYTES)]
+    checks += [(n, "requests_per_s", ">=", TARGET_THROUGHPUT) for n in (2, 3)]
+    for count, key, op, target in checks:
+        ratio = _ratio(rows, count, key)
+        if ratio is None:
+            continue
+        met = ratio <= target if op == "<=" else ratio >= target
+        verdicts.append({"nodes": count, "figure": key, "ratio": ratio, "target": f"{op} "
+                         f"{target:.2f}", "met": met})  # fmt: skip
+    return verdicts
+
+
+def _print(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> None:
+    print(f"\n{'nodes':>5s} {'manager':7s} {'req/s':>8s} {'RSS MB':>7s} {'B/write':>8s} "
+          f"{'ready s':>8s} {'join s':>7s}")  # fmt: skip
+    for r in sorted(rows, key=lambda r: (r["nodes"], r["kind"] != "delta")):
+        print(
+            f"{r['nodes']:5d} {r['kind']:7s} {r['requests_per_s']:8.0f} {r['rss_mb']:7.0f} "
+            f"{r['bytes_per_write']:8.0f} {r['ready_s']:8.2f} {r['join_s']:7.2f}"
+        )
+    print("\nbackup / delta:")
+    for count in sorted({r["nodes"] for r in rows}):
+        ratios = [_ratio(rows, count, k) for k in ("requests_per_s", "rss_mb", "bytes_per_write")]
+        if None not in ratios:
+            print(f"  {count} nodes: throughput {ratios[0]:.2f}x, memory {ratios[1]:.2f}x, "
+                  f"bytes per write {ratios[2]:.2f}x")  # fmt: skip
+    for v in verdicts:
+        print(f"  target {v['nodes']} nodes {v['figure']}: {v['ratio']:.2f}x {v['target']}: "
+              f"{'MET' if v['met'] else 'MISS'}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.quick:
+        args.nodes, args.sessions, args.duration, args.rounds = [2, 3], 5000, 2.0, 1
+    check_tools()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    ports = Ports()
+    logs = args.logs or Path(tempfile.mkdtemp(prefix="bench-scaling-"))
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"bench.scaling: {args.sessions:,} sessions, nodes {args.nodes}, logs in {logs}")
+    began = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    try:
+        for i, count in enumerate(args.nodes):
+            rows += _measure(count, KINDS if i % 2 == 0 else KINDS[::-1], args, ports, logs)
+    finally:
+        stop_all()
+    verdicts = _verdicts(rows)
+    _print(rows, verdicts)
+    pngs = plot(rows, args.plots or REPO_ROOT / "bench")
+    print(f"\nplots: {', '.join(str(p) for p in pngs)}; {time.monotonic() - began:.0f} s in all")
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
+                                         "rows": rows, "verdicts": verdicts}, indent=2,
+                                        default=str))  # fmt: skip
+    if args.strict and not all(v["met"] for v in verdicts):
+        sys.exit(1)
