@@ -608,12 +608,15 @@ class BackupManager(StampedStore):
             pushes: dict[bytes, list[Change]] = {}
             for record in list(self.store):
                 owners = self.placement.owners(record.token, record.route, members)
-                if owners.primary is None and owners.backups[:1] == (local,):
-                    self.take_over(record)  # its backups get it in the replicator's batch
+                previous = self.placement.owners(record.token, record.route, before)
+                if owners.primary is None:
+                    # Only a primary seen to leave is replaced: a node that just joined
+                    # does not see every member yet, and must not take their sessions.
+                    if previous.primary is not None and owners.backups[:1] == (local,):
+                        self.take_over(record)  # its backups get it in the replicator's batch
                     continue
                 if owners.primary != local:
                     continue
-                previous = self.placement.owners(record.token, record.route, before)
                 for member_id in owners.backups:
                     if member_id not in previous:
                         pushes.setdefault(member_id, []).append(snapshot(record))
@@ -641,7 +644,9 @@ class BackupManager(StampedStore):
             records = [r for r in map(self.store.get, tokens) if r is not None]
         for record in records:
             owners = self.placement.owners(record.token, record.route, members)
-            if local not in owners:
+            if owners.primary is not None and local not in owners:
+                # (A copy whose primary is not seen stays: a take-over, or a member
+                # this node does not see yet.)
                 by_owners.setdefault(owners.all, []).append(record)
         for owner_ids, records in by_owners.items():
             changes = [snapshot(r) for r in records]
