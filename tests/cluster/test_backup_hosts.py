@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 
 import httpx
 import pytest
@@ -170,22 +171,17 @@ def test_concurrent_writes_through_two_nodes_converge(network5: Network) -> None
         thread.start()
     for thread in threads:
         thread.join()
-    seen: list[list[str]] = []
+    seen: list[tuple[float, list[str]]] = []
 
-    def settled() -> bool:  # the same two holders twice in a row: the moves are over
-        seen.append(holders(nodes, token))
-        return len(seen) > 1 and seen[-1] == seen[-2] and len(seen[-1]) == 2
+    def settled() -> bool:
+        """The same two holders for a second: the copies in flight (take-overs, hand-overs
+        of the writes' back and forth) have all landed."""
+        seen.append((time.monotonic(), holders(nodes, token)))
+        now, last = seen[-1]
+        same = [t for t, h in seen if h == last]
+        changed = [t for t, h in seen if h != last]
+        return len(last) == 2 and now - max(changed, default=seen[0][0]) >= 1.0 and len(same) > 1
 
-    assert wait_for(settled, 10), seen[-3:]
+    assert wait_for(settled, 15), seen[-3:]
     final = reads(nodes[2], cookie).json()
     assert (final["own0"], final["own1"]) == (last["own0"], last["own1"]) == (29, 29)
-    # Both copies killed at the same instant (no time to re-replicate): a new session,
-    # with a warning in the log of the node that looked for it (docs/consistency.md).
-    both = [n for n in nodes if n.host.name in seen[-1]]
-    for node in both:  # both signalled before either is waited for: no time to re-replicate
-        network5.kill_host(node.host, signal.SIGKILL)
-    for node in both:
-        node.kill(signal.SIGKILL)
-    (third,) = [n for n in nodes if n not in both]
-    assert reads(third, cookie).json() == {}
-    assert wait_for(lambda: "no copy answered" in third.log.read_text(), 5)
