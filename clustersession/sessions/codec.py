@@ -61,6 +61,8 @@ def _default(obj: object) -> msgpack.ExtType:
         return msgpack.ExtType(_EXT_FROZENSET, _packb(list(obj)))
     if isinstance(obj, set):
         return msgpack.ExtType(_EXT_SET, _packb(list(obj)))
+    if isinstance(obj, int):  # msgpack hands over the ints beyond its 64 bits
+        raise TypeError(f"integer {obj} is out of range (-2**63 .. 2**64-1)")
     raise TypeError(f"type {type(obj).__module__}.{type(obj).__qualname__} is not serialisable")
 
 

@@ -59,3 +59,10 @@ def test_unsupported_type_is_named() -> None:
 def test_malformed_bytes_raise_codec_error(data: bytes) -> None:
     with pytest.raises(codec.CodecError):
         codec.decode(data)
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, [2**70], {"a": 2**70}, frozenset({2**70})])
+def test_an_int_beyond_64_bits_is_named_out_of_range(value: object) -> None:
+    # msgpack passed such ints to the fallback, which called int "not serialisable"
+    with pytest.raises(TypeError, match="out of range"):
+        codec.encode(value)
