@@ -34,7 +34,7 @@ def plan(args: argparse.Namespace) -> dict[str, Callable[[], Figure]]:
         "slow-peer": lambda: scenarios.slow_peer(n, stop_s=10),
         "slow-peer-sync": lambda: scenarios.slow_peer(n, stop_s=10, send_options=6),
         "flood": lambda: scenarios.flood(n, duration=10 if q else 30),
-        "schedules": lambda: schedules(args.schedules),
+        "schedules": lambda: schedules(args.schedules or (500 if q else 5000)),
     }
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(PARTS), help=f"some of {','.join(PARTS)}")
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     parser.add_argument("--hosts", type=int, default=3, help="node hosts (3-5)")
-    parser.add_argument("--schedules", type=int, default=5000)
+    parser.add_argument("--schedules", type=int, help="in-memory schedules (5000; --quick 500)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     chosen = args.only.split(",")
