@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--json", type=Path, metavar="PATH", help="also write the results here")
     add("--plots", type=Path, metavar="DIR", help="write the PNGs here [bench/]")
     add("--logs", type=Path, metavar="DIR", help="keep the nodes' logs here [a temp dir]")
+    add("--settle", type=float, default=120.0, help="seconds a cluster may take to settle [120]")
     add("--strict", action="store_true", help="exit 1 if a target is missed")
     return parser
 
@@ -55,12 +56,10 @@ def _build(kind: str, count: int, args: argparse.Namespace, ports: Ports, workdi
     for node in cluster.nodes:
         time_ready(node, 60)
     fill_s = cluster.fill(args.sessions)
-    wait_until(cluster.settled(args.sessions), 300, f"{kind}: the fill", cluster.nodes)
+    _settle(cluster, args, "the fill")
     joiner = cluster.spawn()
-    ready_s, join_s = time_ready(joiner, 120)
-    settle_s = wait_until(
-        cluster.settled(args.sessions), 300, f"{kind}: the join settling", cluster.nodes
-    )
+    ready_s, join_s = time_ready(joiner, 180)
+    settle_s = _settle(cluster, args, "the join")
     stats = cluster.stats()
     rss = [s["rss_kb"] / 1024 for s in stats]
     row = {
@@ -78,13 +77,23 @@ def _build(kind: str, count: int, args: argparse.Namespace, ports: Ports, workdi
     }
     print(
         f"  {kind:6s} {count} nodes: filled in {fill_s:.1f} s; node{count} ready after "
-        f"{ready_s:.2f} s ({join_s:.2f} s after its first answer), settled {settle_s:.1f} s "
-        f"later; RSS per node {row['rss_mb']:.0f} MB (max {row['rss_max_mb']:.0f}); held "
+        f"{ready_s:.2f} s ({join_s:.2f} s after its first answer), settled "
+        f"{'never' if settle_s is None else f'{settle_s:.1f} s'} later; RSS per node "
+        f"{row['rss_mb']:.0f} MB (max {row['rss_max_mb']:.0f}); held "
         f"{row['held_per_node']}",
         flush=True,
     )
     cluster.log_in(args.users)
     return cluster, row
+
+
+def _settle(cluster: Cluster, args: argparse.Namespace, what: str) -> float | None:
+    """Seconds until every copy is where it belongs; ``None`` (said) past ``--settle``."""
+    try:
+        return wait_until(cluster.settled(args.sessions), args.settle, what, cluster.nodes)
+    except RuntimeError as error:
+        print(f"  {cluster.kind}: NOT SETTLED after {what}: {error}", flush=True)
+        return None
 
 
 def _measure(count: int, order: tuple[str, ...], args: argparse.Namespace, ports: Ports,
@@ -165,6 +174,12 @@ def _print(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> None:
               f"{'MET' if v['met'] else 'MISS'}")  # fmt: skip
 
 
+def _save(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    if args.json:
+        document = {"args": vars(args), "rows": rows, "verdicts": _verdicts(rows)}
+        args.json.write_text(json.dumps(document, indent=2, default=str))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.quick:
@@ -180,15 +195,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for i, count in enumerate(args.nodes):
             rows += _measure(count, KINDS if i % 2 == 0 else KINDS[::-1], args, ports, logs)
+            _save(args, rows)  # what is measured so far, should a later count fail
     finally:
         stop_all()
     verdicts = _verdicts(rows)
     _print(rows, verdicts)
     pngs = plot(rows, args.plots or REPO_ROOT / "bench")
     print(f"\nplots: {', '.join(str(p) for p in pngs)}; {time.monotonic() - began:.0f} s in all")
-    if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
-                                         "rows": rows, "verdicts": verdicts}, indent=2,
-                                        default=str))  # fmt: skip
+    _save(args, rows)
     if args.strict and not all(v["met"] for v in verdicts):
         sys.exit(1)

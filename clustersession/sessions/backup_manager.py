@@ -136,6 +136,7 @@ class BackupManager(StampedStore):
         self._rebalancing = asyncio.Lock()
         self._trim_pending = False
         self._check_tokens: set[str] = set()  # sessions a message touched, checked soon
+        self._resending: set[bytes] = set()  # members a RESYNC answer is being sent to
         self._started = False
         self._transfer: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
@@ -705,7 +706,22 @@ class BackupManager(StampedStore):
             await self.channel.send([member], encode(message), send_options.USE_ACK)
 
     async def _answer_resync(self, member: Member, digest: int, count: int) -> None:
-        """Resend ``member`` its copies of our sessions, unless its digest matches."""
+        """Resend ``member`` its copies of our sessions, unless its digest matches.
+
+        Not while a rebalance is pushing copies, nor while a previous answer to
+        ``member`` is on its way: its digest differs only because those copies are
+        still arriving, and resending them all again (every ~5 s with 100,000
+        sessions) kept both nodes busy for good. ``member`` asks again later.
+        """
+        if self._rebalancing.locked() or member.id in self._resending:
+            return
+        self._resending.add(member.id)
+        try:
+            await self._resend(member, digest, count)
+        finally:
+            self._resending.discard(member.id)
+
+    async def _resend(self, member: Member, digest: int, count: int) -> None:
         self.counters.anti_entropy_rounds += 1
         members = self.placement.members()
         route = self.channel.local.route
