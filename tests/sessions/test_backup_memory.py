@@ -265,3 +265,18 @@ async def test_a_copy_a_non_owner_receives_is_still_handed_over(cluster: Cluster
     await cluster.network.settle()
     assert stray not in c.store and stray in c.proxies
     assert len(holders(cluster, stray)) == 2
+
+
+async def test_a_resync_is_answered_once_while_its_answer_is_on_its_way(cluster: Cluster) -> None:
+    # Found by bench/scaling: with 100,000 sessions a joiner asked again while the
+    # copies were still arriving, and every answer resent them all (never settling).
+    a, b = await start_all(cluster, "ab")
+    await a.commit([create(f"s{i}", "a", n=i) for i in range(50)])
+    await settle(cluster)
+    before = a.counters.sessions_repaired
+    stale = encode(Message(Kind.RESYNC, digest=0, count=0))  # b claims to hold nothing
+    for _ in range(3):
+        await b.channel.send([a.channel.local], stale)
+    await cluster.network.settle()
+    assert a.counters.sessions_repaired - before == 50
+    assert all(f"s{i}" in b.store for i in range(50))
