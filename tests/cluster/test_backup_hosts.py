@@ -185,3 +185,16 @@ def test_concurrent_writes_through_two_nodes_converge(network5: Network) -> None
     assert wait_for(settled, 15), seen[-3:]
     final = reads(nodes[2], cookie).json()
     assert (final["own0"], final["own1"]) == (last["own0"], last["own1"]) == (29, 29)
+    # That read made nodes[2] the primary: wait for its copies to settle, then kill both
+    # holders at the same instant (no time to re-replicate): a new session, with a
+    # warning in the log of the node that looked for it (docs/consistency.md).
+    seen.clear()
+    assert wait_for(settled, 15), seen[-3:]
+    both = [n for n in nodes if n.host.name in seen[-1][1]]
+    for node in both:  # frozen first: one that saw the other die would re-replicate at once
+        network5.kill_host(node.host, signal.SIGSTOP)
+    for node in both:
+        node.kill(signal.SIGKILL)
+    (third,) = [n for n in nodes if n not in both]
+    assert reads(third, cookie).json() == {}
+    assert wait_for(lambda: "no copy answered" in third.log.read_text(), 5)
