@@ -390,8 +390,13 @@ async def test_only_one_worker_of_a_host_watches_and_announces(farm: Farm) -> No
     standby = next(w for w in workers if w is not holder)
     await holder.stop()
     farm.nodes.remove(holder)
-    assert standby.watcher is not None
-    assert await eventually(lambda: standby.watcher is not None and standby.watcher.lock.held, 10)
+    taking_over = standby.watcher
+    assert taking_over is not None
+    assert await eventually(lambda: taking_over.lock.held, 10)
+    # A period after it took the lock, its take-over (what is deployed as it is) is done:
+    # a file removed before that is the documented hand-over gap, not this test's case.
+    took = taking_over.rounds
+    assert await eventually(lambda: taking_over.rounds > took, 10)
     (watch / "flags.json").unlink()
     assert await eventually(lambda: deployed(other, "flags.json") is None, 20)
 
@@ -410,7 +415,7 @@ async def test_a_member_without_a_deployer_fails_as_silent_long_before_the_timeo
     await mute.start()
     tool = farm.network.channel(ClusterConfig(allow_insecure=True), tool=True)
     await tool.start()
-    client = FarmClient(tool, timeout=120.0, reply_timeout=1.0)
+    client = FarmClient(tool, timeout=120.0, reply_timeout=2.0)  # 40 PROGRESS periods
     try:
         members = await client.wait_for_nodes(2, 5)
         assert set(members) == {node.channel.local, mute.local}
@@ -439,13 +444,13 @@ async def test_a_member_that_works_longer_than_reply_timeout_is_not_silent(
     monkeypatch.setattr(endpoint_module, "PROGRESS_INTERVAL", 0.05)
     node = await farm.add(0)
     client, tool = await farm.tool()
-    client.reply_timeout = 0.5
+    client.reply_timeout = 1.0  # 20 PROGRESS periods: a loaded machine stalls loops
     src = artifact(farm.root, "slow.bin", 300_000)
     async with HostLock(node.store.deploy_dir):  # another worker of the host, writing
         started = time.monotonic()
         deploying = asyncio.ensure_future(client.deploy(src, "slow.bin", [node.channel.local]))
         assert await eventually(
-            lambda: client.endpoint.progress_received >= 5 and time.monotonic() - started > 1.5,
+            lambda: client.endpoint.progress_received >= 5 and time.monotonic() - started > 3.0,
             30,
         )
         assert not deploying.done()
