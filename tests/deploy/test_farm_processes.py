@@ -345,7 +345,7 @@ def test_the_command_names_a_silent_member_promptly(farm: Farm) -> None:
     try:
         src, digest = farm.artifact("quiet.bin", 64 * 1024)
         argv = [sys.executable, "-m", "clustersession", "farm", "--min-members",
-                str(MEMBERS + 1), "--wait", "20", "--timeout", "600", "--reply-timeout", "3",
+                str(MEMBERS + 1), "--wait", "20", "--timeout", "600", "--reply-timeout", "5",
                 "deploy", str(src)]  # fmt: skip
         done = subprocess.run(
             argv, cwd=ROOT, env=farm.cluster.env("tool"), capture_output=True, text=True,
