@@ -67,6 +67,7 @@ from .wire import Kind, Message, WireError, decode, encode
 
 logger = logging.getLogger("clustersession")
 
+GIVE_BACK = -1  # a RESYNC count asking for the receiver's copies of our sessions
 ANNOUNCE_TRIES = 4  # sends of an OWNERS message to a member that does not acknowledge it
 _LIFECYCLE = frozenset(("session_created", "session_destroyed", "session_id_changed"))
 
@@ -712,7 +713,14 @@ class BackupManager(StampedStore):
         ``member`` is on its way: its digest differs only because those copies are
         still arriving, and resending them all again (every ~5 s with 100,000
         sessions) kept both nodes busy for good. ``member`` asks again later.
+
+        When the digests differ, ``member`` may also hold writes we lack (sent to it
+        by a node that was primary meanwhile): we then ask for its copies of our
+        sessions too (a RESYNC with count -1), so both end with the union.
         """
+        if count == GIVE_BACK:
+            await self._give_back(member)
+            return
         if self._rebalancing.locked() or member.id in self._resending:
             return
         self._resending.add(member.id)
@@ -743,5 +751,15 @@ class BackupManager(StampedStore):
             Message(Kind.RECORDS, changes=list(b), dead=dead if last else [])
             for _, b, last in chunked(changes, size)
         )
+        with contextlib.suppress(ChannelError):
+            await send_acknowledged(self.channel, [member], messages)
+            ask = Message(Kind.RESYNC, digest=0, count=GIVE_BACK)
+            await self.channel.send([member], encode(ask), send_options.USE_ACK)
+
+    async def _give_back(self, member: Member) -> None:
+        """Send ``member`` the copies held here whose primary it is."""
+        changes = [snapshot(r) for r in list(self.store) if r.route == member.route]
+        size = self.config.manager.send_all_sessions_size
+        messages = (Message(Kind.RECORDS, changes=list(b)) for _, b, _ in chunked(changes, size))
         with contextlib.suppress(ChannelError):
             await send_acknowledged(self.channel, [member], messages)
