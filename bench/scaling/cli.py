@@ -55,6 +55,7 @@ def _build(kind: str, count: int, args: argparse.Namespace, ports: Ports, workdi
         cluster.spawn()
     for node in cluster.nodes:
         time_ready(node, 60)
+    empty = statistics.mean(s["rss_kb"] / 1024 for s in cluster.stats())
     fill_s = cluster.fill(args.sessions)
     _settle(cluster, args, "the fill")
     joiner = cluster.spawn()
@@ -71,6 +72,7 @@ def _build(kind: str, count: int, args: argparse.Namespace, ports: Ports, workdi
         "settle_after_ready_s": settle_s,
         "rss_mb": statistics.mean(rss),
         "rss_max_mb": max(rss),
+        "rss_empty_mb": empty,  # the first nodes' mean before the sessions
         "rss_per_node_mb": rss,
         "held_per_node": [s["sessions"] for s in stats],
         "proxies_per_node": [(s["roles"] or {}).get("proxies", 0) for s in stats],
