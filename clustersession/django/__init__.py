@@ -6,8 +6,11 @@ variables) and optionally ``settings.CLUSTERSESSION_LISTENERS`` (dotted paths of
 :class:`~clustersession.SessionListener` classes or instances). Ids are signed
 with the config's ``secret``, else with ``settings.SECRET_KEY``. The adapter is
 :mod:`clustersession.web.django`.
+
+``admin()`` is the session admin API; ``with_operations(get_wsgi_application())``
+serves the health probes, ``metrics.path`` and the status page in front of Django.
 """
 
-from ..web.django import SessionStore, engine, stop
+from ..web.django import SessionStore, admin, engine, stop, with_operations
 
-__all__ = ["SessionStore", "engine", "stop"]
+__all__ = ["SessionStore", "admin", "engine", "stop", "with_operations"]

@@ -90,7 +90,7 @@ class SessionAdapter(Generic[App, M]):
         self.metrics: Metrics | None = None
         """The node's Prometheus metrics, when ``[metrics]`` sets a path or a port."""
         if self.config.metrics.enabled:
-            self.metrics = _metrics(self.config, self._metrics_view)
+            self.metrics = build_metrics(self.config, self._metrics_view)
 
     def _metrics_view(self) -> ClusterView | None:
         """The view the metrics read, from any thread (``None``: not started)."""
@@ -101,7 +101,7 @@ class SessionAdapter(Generic[App, M]):
         raise NotImplementedError
 
 
-def _metrics(config: ClusterConfig, view: Callable[[], ClusterView | None]) -> Metrics:
+def build_metrics(config: ClusterConfig, view: Callable[[], ClusterView | None]) -> Metrics:
     # Imported only here: the core never loads prometheus_client (the [metrics] extra).
     try:
         from .metrics import Metrics

@@ -60,6 +60,8 @@ from ..sessions.threaded import ManagerThread, build_at_start_all
 from .cookies import SessionCookie
 from .farm import farm_for
 from .front import SessionFront
+from .wsgi_admin import WSGISessionAdmin
+from .wsgi_operations import StartResponse, WSGIApp, WSGIOperations
 
 logger = logging.getLogger("clustersession")
 
@@ -79,6 +81,8 @@ class Engine:
     config: ClusterConfig
     front: SessionFront
     manager: ManagerThread
+    operations: WSGIOperations
+    admin: WSGISessionAdmin
 
     def may_create(self) -> bool:
         """Whether a request may start a session (``manager.max_active_sessions``)."""
@@ -117,6 +121,25 @@ def stop() -> None:
         built, _engine = _engine, None
     if built is not None:
         built.manager.stop()
+
+
+def admin() -> WSGISessionAdmin:
+    """The process's session admin API (get, sessions, invalidate_principal, ...)."""
+    return engine().admin
+
+
+def with_operations(application: WSGIApp) -> WSGIApp:
+    """``application`` (``get_wsgi_application()``) with the operational endpoints in front.
+
+    ``valves.health`` probes, ``metrics.path`` and ``valves.status`` are answered
+    before Django's middleware and routing, as the other WSGI adapters do.
+    """
+
+    def serve(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        answered = engine().operations.answer(environ, start_response)
+        return application(environ, start_response) if answered is None else answered
+
+    return serve
 
 
 def cluster_config() -> ClusterConfig:
@@ -169,7 +192,8 @@ def _build_engine() -> Engine:
         name="clustersession-django",
         companion=farm_for(config),
     )
-    return Engine(config, front, manager)
+    operations = WSGIOperations.build(config, manager)
+    return Engine(config, front, manager, operations, WSGISessionAdmin(manager, config))
 
 
 def _settings_changed(*, setting: str, **_: object) -> None:
@@ -200,6 +224,8 @@ class _Request:
 
     path: str
     stores: list[SessionStore] = field(default_factory=list)
+    environ: dict[str, Any] | None = None
+    """The WSGI environ (Django's ``request.META``); ``None`` under ASGI."""
 
 
 # Set by request_started in the context that also sends request_finished. The list
@@ -217,7 +243,7 @@ def _request_started(
         path = str(scope.get("path", ""))
     else:
         path = ""
-    _request.set(_Request(path))
+    _request.set(_Request(path, environ=environ))
 
 
 def _request_finished(**_: object) -> None:
@@ -266,6 +292,9 @@ class SessionStore(SessionBase):
 
     original_id: str | None = None
     """The id the request came with when the route binder re-routed its session."""
+    primary: bool | None = None
+    """With ``manager.primary_indicator``: whether this node owns the session (``None``: no
+    live session, or off); also ``request.META[primary_indicator_name]`` under WSGI."""
 
     def __init__(self, session_key: str | None = None) -> None:
         self._modified = False
@@ -326,6 +355,10 @@ class SessionStore(SessionBase):
         )
         session = opening.session
         self.original_id = opening.original_id
+        self.primary = opening.primary
+        state = _request.get()
+        if opening.primary is not None and state is not None and state.environ is not None:
+            state.environ[built.front.primary_indicator_name] = opening.primary
         if session.is_new:
             self._opened_key = None
             if key is not None:  # unknown, expired, retired: never adopt a client's key
@@ -338,7 +371,6 @@ class SessionStore(SessionBase):
                 self._commit(session)
                 self._opened_key = self._session_key = None
                 session = self._open_new()
-        state = _request.get()
         if state is not None and not any(store is self for store in state.stores):
             state.stores.append(self)
         return session
@@ -460,6 +492,7 @@ class SessionStore(SessionBase):
         if commit is None:
             return False
         manager.commit(commit.deltas, replicate=commit.replicate)
+        built.admin.enforce_limit(commit.deltas)
         return True
 
     def delete(self, session_key: str | None = None) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from flask import Flask
 from flask.sessions import SessionInterface, SessionMixin
@@ -35,6 +36,11 @@ from ..sessions.threaded import ManagerThread
 from .cookies import SameSite, SessionCookie
 from .farm import farm_for
 from .front import SessionFront
+from .wsgi_admin import ADMIN_ENVIRON_KEY, WSGISessionAdmin
+from .wsgi_operations import WSGIApp, WSGIOperations
+
+EXTENSION_NAME = "clustersession"
+"""The ``app.extensions`` key of the :class:`WSGISessionAdmin` (set by ``init_app``)."""
 
 # Flask spells SameSite "Lax"/"Strict"/"None"; the cookie is written as every other
 # adapter writes it (lower case), so all nodes of a mixed cluster send the same one.
@@ -158,6 +164,23 @@ class ClusterSessionInterface(SessionInterface):
         first request, stopped at exit."""
         limited = self._settings.manager.max_active_sessions >= 0
         self._may_create = self.manager.may_create if limited else None
+        self.operations = WSGIOperations.build(self._settings, self.manager)
+        """Probes, metrics and the status page; :meth:`init_app` puts them in front of the app."""
+        self.admin = WSGISessionAdmin(self.manager, self._settings)
+        """The admin API over this interface's manager (``clustersession.flask.admin(app)``)."""
+
+    def init_app(self, app: Flask) -> None:
+        """Install on ``app``: its session interface, the operational endpoints, the admin.
+
+        The endpoints (``valves.health``, ``metrics.path``, ``valves.status``) are
+        answered in front of Flask's routing; the admin is
+        ``app.extensions["clustersession"]``.
+        """
+        app.session_interface = self
+        # Flask types start_response with wsgiref's spelling of the same PEP 3333 callable.
+        wrapped = self.operations.wrap(cast(WSGIApp, app.wsgi_app))
+        app.wsgi_app = cast(Any, wrapped)  # type: ignore[method-assign]
+        app.extensions[EXTENSION_NAME] = self.admin
 
     def _new_manager(self) -> Manager:
         # Called by the first request, after it read the app's settings.
@@ -191,6 +214,7 @@ class ClusterSessionInterface(SessionInterface):
             request.environ[front.primary_indicator_name] = opening.primary
         # As the other adapters: for apps that show the cluster (``.manager.view()``).
         request.environ["clustersession"] = self
+        request.environ[ADMIN_ENVIRON_KEY] = self.admin
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -221,6 +245,7 @@ class ClusterSessionInterface(SessionInterface):
         commit = front.commit(session, session._request_path, now=self.manager.clock())
         if commit is not None:
             self.manager.commit(commit.deltas, replicate=commit.replicate)
+            self.admin.enforce_limit(commit.deltas)
 
     # -- the app's settings ----------------------------------------------------
 
@@ -269,6 +294,17 @@ class ClusterSessionInterface(SessionInterface):
         current = _AppFront(settings, front, settings.cookie(lifetime))
         self._app_front = current
         return current
+
+
+def admin(app: Flask) -> WSGISessionAdmin:
+    """``app``'s session admin (in a view: ``admin(current_app)``)."""
+    found = app.extensions.get(EXTENSION_NAME)
+    if isinstance(found, WSGISessionAdmin):
+        return found
+    interface = app.session_interface
+    if isinstance(interface, ClusterSessionInterface):
+        return interface.admin
+    raise RuntimeError("no clustersession admin: is ClusterSessionInterface the app's interface?")
 
 
 def _same_site(value: str | None) -> SameSite | None:

@@ -15,10 +15,9 @@ client only once the members have the changes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from types import TracebackType
-from typing import Any, Protocol
+from functools import cached_property
+from typing import Any
 
 from ..sessions.listeners import SessionListener
 from ..sessions.manager import ClusterView
@@ -28,25 +27,18 @@ from ..sessions.threaded import ManagerThread
 from .adapter import SessionAdapter
 from .farm import farm_for
 from .front import CookieAction
+from .wsgi_admin import ADMIN_ENVIRON_KEY, WSGISessionAdmin
+from .wsgi_operations import (
+    ExcInfo,
+    Headers,
+    StartResponse,
+    WSGIApp,
+    WSGIOperations,
+    metrics_view,
+)
 
 ENVIRON_KEY = "clustersession.session"
 """Where the session is in ``environ``."""
-
-_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-_Headers = list[tuple[str, str]]
-_HTTP_STATUS = {200: "200 OK", 403: "403 Forbidden", 503: "503 Service Unavailable"}
-LIVENESS_TIMEOUT = 5.0  # seconds the manager's loop thread has to answer a liveness probe
-
-
-class StartResponse(Protocol):
-    """PEP 3333's ``start_response``."""
-
-    def __call__(
-        self, status: str, headers: _Headers, exc_info: _ExcInfo | None = None, /
-    ) -> Callable[[bytes], object]: ...
-
-
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
@@ -57,8 +49,6 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
     ``config.distributable`` the sessions are replicated to every member.
     """
 
-    _metrics_pid: int | None = None
-
     def _build_manager(self, listeners: Sequence[SessionListener]) -> ManagerThread:
         settings, idle = self.config, self.front.idle_timeout
         return ManagerThread(
@@ -66,18 +56,23 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
             companion=farm_for(settings),
         )
 
+    @cached_property
+    def operations(self) -> WSGIOperations:
+        """Probes, metrics and the status page, answered in front of the app."""
+        return WSGIOperations(self.manager, self.status, self.health, self.metrics)
+
+    @cached_property
+    def admin(self) -> WSGISessionAdmin:
+        """The admin API over this manager (also ``environ["clustersession.admin"]``)."""
+        return WSGISessionAdmin(self.manager, self.config)
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        answered = self.operations.answer(environ, start_response)
+        if answered is not None:
+            return answered
         manager = self.manager
         path = environ.get("PATH_INFO", "")
-        if self.health.matches(path):  # before start(): it waits for the state transfer
-            return self._probe(path, start_response)
-        if self.metrics is not None and self.metrics.matches(path):
-            return _send(start_response, 200, self.metrics.content_type, self.metrics.exposition())
         manager.start()
-        if self.metrics is not None:
-            self._serve_metrics_port()
-        if self.status.matches(path):
-            return self._status(environ, start_response)
         cookie = environ.get("HTTP_COOKIE")
         raw = [] if cookie is None else [(b"cookie", cookie.encode("latin-1"))]
         opening = self.front.open(
@@ -93,9 +88,10 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
             environ[self.front.primary_indicator_name] = opening.primary
         environ[ENVIRON_KEY] = session
         environ["clustersession"] = self
+        environ[ADMIN_ENVIRON_KEY] = self.admin
 
         def settle_cookie(
-            status: str, headers: _Headers, exc_info: _ExcInfo | None = None
+            status: str, headers: Headers, exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
             action = self.front.cookie_action(session)
             if action is not None:
@@ -109,47 +105,13 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
         commit = self.front.commit(session, path, now=self.manager.clock())
         if commit is not None:
             self.manager.commit(commit.deltas, replicate=commit.replicate)
-
-    def _status(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-        answer = self.status.answer(
-            environ.get("PATH_INFO", ""),
-            client_host=environ.get("REMOTE_ADDR"),
-            query_string=environ.get("QUERY_STRING", ""),
-            authorization=environ.get("HTTP_AUTHORIZATION", ""),
-        )
-        return _send(start_response, answer.status, answer.content_type, answer.body)
-
-    def _probe(self, path: str, start_response: StartResponse) -> list[bytes]:
-        def ready() -> bool:
-            self.manager.start_soon()  # a node only probed until ready must still start
-            return self.manager.ready
-
-        def live() -> bool:
-            return self.manager.responsive(LIVENESS_TIMEOUT)
-
-        answer = self.health.answer(path, live=live, ready=ready)
-        return _send(start_response, answer.status, answer.content_type, answer.body)
+            self.admin.enforce_limit(commit.deltas)
 
     def _metrics_view(self) -> ClusterView | None:
-        return self.manager.view() if self.manager.running else None
-
-    def _serve_metrics_port(self) -> None:
-        """Open ``metrics.port`` once per serving process (after a fork, the child's)."""
-        pid = os.getpid()
-        if self._metrics_pid != pid and self.metrics is not None:
-            self._metrics_pid = pid
-            self.metrics.serve_port()
+        return metrics_view(self.manager)
 
 
-def _send(
-    start_response: StartResponse, status: int, content_type: str, body: bytes
-) -> list[bytes]:
-    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    start_response(_HTTP_STATUS[status], headers)
-    return [body]
-
-
-def apply_cookie_action(action: CookieAction, headers: _Headers) -> _Headers:
+def apply_cookie_action(action: CookieAction, headers: Headers) -> Headers:
     """``headers`` with ``Vary: Cookie`` (merged into an existing Vary) and the Set-Cookie."""
     for index, (name, value) in enumerate(headers):
         if name.lower() == "vary":

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
-from clustersession.django import engine
+from clustersession.django import admin, engine
 
 from .app import node_info
 
@@ -62,6 +62,25 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse(node_info(engine().manager.view(), route()))
 
 
+def login(request: HttpRequest, user: str) -> JsonResponse:
+    request.session["user"] = user
+    return view(request)
+
+
+def sessions_of(request: HttpRequest, user: str) -> JsonResponse:
+    return JsonResponse({"ids": [info.id for info in admin().sessions_of(user)]})
+
+
+def logout_everywhere(request: HttpRequest, user: str) -> JsonResponse:
+    return JsonResponse({"invalidated": admin().invalidate_principal(user)})
+
+
+def primary(request: HttpRequest) -> JsonResponse:
+    request.session.get("x")  # opening the session is what sets the indicator
+    name = engine().config.valves.replication.primary_indicator_name
+    return JsonResponse({"primary": request.META.get(name)})
+
+
 urlpatterns = [
     path("", view),
     path("update", update),
@@ -70,4 +89,8 @@ urlpatterns = [
     path("original", original),
     path("node", node),
     path("health", health),
+    path("login/<str:user>", login),
+    path("admin/of/<str:user>", sessions_of),
+    path("admin/logout/<str:user>", logout_everywhere),
+    path("primary", primary),
 ]

@@ -36,14 +36,14 @@ DJANGO_SETTINGS = "tests.support.django_settings"
 
 def flask_app() -> Flask:
     """The Flask app, its cluster configured from the environment (a gunicorn factory)."""
-    from flask import Flask, Response, jsonify, request, session
+    from flask import Flask, Response, current_app, jsonify, request, session
 
-    from clustersession.flask import ClusterSessionInterface
+    from clustersession.flask import ClusterSessionInterface, admin
 
     config = ClusterConfig.from_env()
     app = Flask("clustersession_test")
     interface = ClusterSessionInterface(config)
-    app.session_interface = interface
+    interface.init_app(app)  # the session, the probes/metrics/status paths, the admin
 
     def current() -> Session:
         assert isinstance(session, Session)  # flask.session proxies ours, isinstance included
@@ -83,6 +83,26 @@ def flask_app() -> Flask:
     def health() -> Response:
         return jsonify(node_info(interface.manager.view(), config.jvm_route))
 
+    @app.post("/login/<user>")
+    def login(user: str) -> Response:
+        session["user"] = user
+        return jsonify(dict(session))
+
+    @app.get("/admin/of/<user>")
+    def sessions_of(user: str) -> Response:
+        cluster = admin(current_app)
+        return jsonify({"ids": [info.id for info in cluster.sessions_of(user)]})
+
+    @app.post("/admin/logout/<user>")
+    def logout_everywhere(user: str) -> Response:
+        return jsonify({"invalidated": admin(current_app).invalidate_principal(user)})
+
+    @app.get("/primary")
+    def primary() -> Response:
+        session.get("x")  # opening the session is what sets the indicator
+        name = config.valves.replication.primary_indicator_name
+        return jsonify({"primary": request.environ.get(name)})
+
     return app
 
 
@@ -91,4 +111,6 @@ def django_app() -> Any:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", DJANGO_SETTINGS)
     from django.core.wsgi import get_wsgi_application  # sets Django up, from the settings
 
-    return get_wsgi_application()
+    from clustersession.django import with_operations
+
+    return with_operations(get_wsgi_application())
