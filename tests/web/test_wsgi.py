@@ -209,3 +209,31 @@ def test_the_status_page_takes_the_token_as_a_bearer_header_or_query() -> None:
             assert c.get("/cluster-status.json?token=s3cret-token").status_code == 200
     finally:
         middleware.manager.stop()
+
+
+def test_admin_and_the_per_principal_limit_on_plain_wsgi() -> None:
+    base = ClusterConfig(secret=SECRET)
+    limits = replace(base.manager, principal_attribute="user", max_sessions_per_principal=2)
+    middleware = ClusterSessionWSGIMiddleware(app, config=replace(base, manager=limits))
+    transport = httpx.WSGITransport(app=middleware)
+    try:
+        cookies = []
+        for user in ("ann", "ann", "bob", "ann"):  # ann's third login evicts her first
+            with httpx.Client(transport=transport, base_url="http://t") as browser:
+                assert browser.get(f"/set?user={user}").status_code == 200
+                cookies.append(browser.cookies["session"])
+        first, second, bob, third = cookies
+        admin = middleware.admin
+        assert [info.id for info in admin.sessions_of("ann")] == [third, second]
+        assert admin.get(first) is None and admin.count() == 3
+        bob_info = admin.get(bob)
+        assert bob_info is not None and bob_info.principal == "bob"
+        assert admin.invalidate_principal("ann") == 2
+        assert admin.sessions_of("ann") == [] and admin.count() == 1
+        assert admin.invalidate(bob) is True and admin.invalidate(bob) is False
+        assert admin.status()["route"] == base.jvm_route
+        with httpx.Client(transport=transport, base_url="http://t") as browser:
+            browser.cookies.set("session", third)
+            assert browser.get("/get").json() == {"id": None}  # logged out
+    finally:
+        middleware.manager.stop()
