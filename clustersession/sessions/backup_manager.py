@@ -680,10 +680,24 @@ class BackupManager(StampedStore):
         """Now and then: compare the copies held for a random member with it, then check."""
         while True:
             await asyncio.sleep(INTERVAL * random.uniform(0.5, 1.5))
+            await self.recover_routes()
             members = [m for i, m in self.placement.members().items() if i != self.channel.local.id]
             if members:
                 await self.resync(random.choice(members))
             await self.check()
+
+    async def recover_routes(self) -> None:
+        """Ask for the routes again if no member sent them when this node joined.
+
+        Under a join's load (every primary pushing the joiner its share of copies)
+        the transfer can time out; without it the node has no proxy entries, and
+        RESYNC repairs copies only. The load is over by a later round.
+        """
+        transfer = self._transfer
+        if self.state_transfer.transferred is not False or transfer is None or not transfer.done():
+            return
+        logger.info("asking again where the sessions live (the transfer on join failed)")
+        await self.state_transfer.run()
 
     # -- repairs ---------------------------------------------------------------------------
 

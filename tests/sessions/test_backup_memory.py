@@ -280,3 +280,30 @@ async def test_a_resync_is_answered_once_while_its_answer_is_on_its_way(cluster:
     await cluster.network.settle()
     assert a.counters.sessions_repaired - before == 50
     assert all(f"s{i}" in b.store for i in range(50))
+
+
+async def test_a_joiner_whose_routes_transfer_failed_asks_again(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by bench/scaling: with 100,000 sessions the joiner's transfer of routes
+    # timed out under the copies being pushed to it, and it never had a proxy entry.
+    nodes = await start_all(cluster, "abc")
+    for node in nodes:
+        route = node.channel.local.route
+        await node.commit([create(f"{route}{i}", route, i=i) for i in range(40)])
+    await settle(cluster)
+    served = [n.state_transfer.serve for n in nodes]
+
+    async def silent(member: object, request_id: int) -> None:
+        return None  # the answer never comes: the joiner's transfer times out
+
+    for node in nodes:
+        monkeypatch.setattr(node.state_transfer, "serve", silent)
+    joiner = await cluster.start("d", state_transfer_timeout=1)
+    assert joiner.state_transfer.transferred is False
+    for node, serve in zip(nodes, served, strict=True):
+        monkeypatch.setattr(node.state_transfer, "serve", serve)
+    await joiner.recover_routes()
+    await settle(cluster)
+    assert joiner.state_transfer.transferred is True
+    assert len(joiner.proxies) + len(joiner.store) == 120  # knows every session again
