@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-deps bench-all bench-scaling chaos clean system-deps compose-demo fuzz
+.PHONY: demo test lint typecheck unit bench bench-deps bench-all bench-failover bench-scaling chaos clean system-deps compose-demo fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-deps: $(STAMP)
 ## Every benchmark in one go (~15 min): bench/RESULTS.md and its plots.
 bench-all: $(STAMP) bench-deps
 	$(BIN)/python -m bench.run_all
+
+## Failover after SIGKILL of a node, 3 nodes behind HAProxy (~10 s): bench/README.md.
+bench-failover: $(STAMP)
+	bash scripts/system-deps.sh
+	$(BIN)/python -m bench.failover
 
 ## The scaling curve, delta vs backup on 2, 3, 5, 8 loopback nodes (bench/README.md): ~10 minutes.
 bench-scaling: $(STAMP)

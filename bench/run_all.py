@@ -10,6 +10,8 @@ process with ``--json`` (so a part that fails is reported and the others still r
 * the cluster (``bench.cluster``): 3-node throughput with send options 8 and 6,
   replication lag at 1,000 writes/s, deltas/s, state transfer and RSS of 100,000
   sessions; then lag at 100 writes/s and the state transfer of 10,000 sessions;
+* failover (``bench.failover``): SIGKILL of a node to its removal from every other
+  node's members, and to the first 200 with the old cookie through HAProxy;
 
 then writes ``bench/RESULTS.md`` (every figure with its target, met or missed, the
 command that reproduces it alone, and the machine: cores, load, Python and package
@@ -75,6 +77,8 @@ def parts(quick: bool) -> list[Part]:
              ["bench.cluster", "--only", "lag", "--lag-rate", "100", *cluster]),
         Part("state10k", "State transfer of 10,000 sessions",
              ["bench.cluster", "--only", "state", "--sessions", "10000"]),
+        Part("failover", "Failover after SIGKILL of a node (3 nodes, HAProxy)",
+             ["bench.failover", *(["--quick"] if quick else [])]),
     ]  # fmt: skip
 
 
@@ -203,15 +207,6 @@ def report(parts_run: list[Part], info: dict[str, Any], plots: list[str], total:
             lines += _overhead_section(part, part.name)
         else:
             lines += _cluster_section(part)
-    lines += [
-        "",
-        "## Not measured here",
-        "",
-        "Failover (SIGKILL of a node to its removal everywhere; to the first successful "
-        "request with the old cookie through HAProxy) has no benchmark yet: the "
-        "hosts tests (`tests/cluster/test_replication_hosts.py`) check that it happens, "
-        "not how fast.",
-    ]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
