@@ -150,7 +150,8 @@ _KEY_BYTES: dict[str, bytes] = {}
 def decode(data: bytes) -> Any:
     """Decode bytes made by :func:`encode`; raise :class:`CodecError` on bad input."""
     try:
-        return _unpackb(data)
+        # msgpack called here rather than through _unpackb: one frame less per value read.
+        return msgpack.unpackb(data, raw=False, ext_hook=_ext_hook, strict_map_key=False)
     except CodecError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input

@@ -74,6 +74,8 @@ class Session(StarletteSession):
     _renamed_from: str | None = None  # regenerate_id(): the old token
     _interval_changed = False
     _undecoded = False  # whether some value may still be _UNDECODED
+    # The records invalidate() ended during this request (a tuple until the first).
+    _invalidated: tuple[SessionRecord, ...] = ()
 
     cookie_stale = False
     """Set by the middleware when the client's cookie names an outdated route."""
@@ -98,12 +100,10 @@ class Session(StarletteSession):
         self._may_create = may_create
         # A dict, not a set: changes are replayed (and listeners called) in access order.
         self._read: dict[str, None] = {}
-        self._invalidated: list[SessionRecord] = []
         self._written: dict[str, tuple[Any, bytes]] = {}
         # The decoded values, as first decoded (their identity tells an unchanged one).
         self._loaded: dict[str, Any] = {}
         if record is None:
-            super().__init__()
             self._start_new(default_max_inactive_interval)
         else:
             stored = record.attributes
@@ -111,9 +111,10 @@ class Session(StarletteSession):
                 stored = {**stored, **record.local}
             # A copy: a concurrent request may commit to the record while this one runs.
             self._stored: dict[str, bytes] = dict(stored)
-            # Every key, each value decoded on first touch (_value, _decode_all).
-            super().__init__(dict.fromkeys(self._stored, _UNDECODED))
-            self._undecoded = bool(self._stored)
+            if stored:
+                # Every key, each value decoded on first touch (_value, _decode_all).
+                dict.update(self, dict.fromkeys(stored, _UNDECODED))
+                self._undecoded = True
             self._record: SessionRecord | None = record
             self._token: str | None = record.token
             self._route = record.route
@@ -184,7 +185,7 @@ class Session(StarletteSession):
         Writing to the session afterwards starts a new session with a new id.
         """
         if self._record is not None:
-            self._invalidated.append(self._record)
+            self._invalidated = (*self._invalidated, self._record)
         dict.clear(self)
         self._undecoded = False
         self._read.clear()
@@ -428,6 +429,7 @@ class Session(StarletteSession):
         changed: dict[str, bytes] = {}
         errors: list[str] = []
         stored, loaded, written = self._stored, self._loaded, self._written
+        encode = codec.encode
         for key in keys:
             value = dict.get(self, key, _MISSING)
             if value is _MISSING or value is _UNDECODED:
@@ -440,9 +442,13 @@ class Session(StarletteSession):
                 encoded = known[1]
             else:
                 try:
-                    encoded = _encode(key, value)
-                except TypeError as exc:
-                    errors.append(str(exc))
+                    # Keys in the dict are str already (checked when set): encode directly.
+                    encoded = encode(value)
+                except TypeError:
+                    try:
+                        _encode(key, value)  # the same failure, with the key in its message
+                    except TypeError as exc:
+                        errors.append(str(exc))
                     continue
             if stored.get(key) != encoded:
                 changed[key] = encoded

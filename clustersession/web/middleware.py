@@ -20,7 +20,7 @@ from .adapter import SessionAdapter
 from .admin import SCOPE_KEY, STATE_NAME, SessionAdmin
 from .cookies import SessionCookie
 from .farm import farm_for
-from .front import CookieAction
+from .front import Commit, CookieAction
 
 logger = logging.getLogger("clustersession")
 
@@ -110,20 +110,18 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         if kind == "http" and self.status.matches(scope["path"]):
             await self.status(scope, receive, send)
             return
-        cookie_value = self.cookie.read(scope["headers"])
-        if cookie_value is not None and self.manager.fetches:
-            await self.front.fetch(cookie_value, self.manager)
-        opening = self.front.open(
-            cookie_value,
-            self.manager.open,
-            now=self.manager.clock(),
-            may_create=self._may_create,
+        front, manager = self.front, self.manager
+        cookie_value = front.cookie.read(scope["headers"])
+        if cookie_value is not None and manager.fetches:
+            await front.fetch(cookie_value, manager)
+        opening = front.open(
+            cookie_value, manager.open, now=manager.clock(), may_create=self._may_create
         )
         session = opening.session
         if opening.original_id is not None:
-            scope[self.front.original_id_key] = opening.original_id
+            scope[front.original_id_key] = opening.original_id
         if opening.primary is not None:
-            scope[self.front.primary_indicator_name] = opening.primary
+            scope[front.primary_indicator_name] = opening.primary
         scope["session"] = session
         scope["clustersession"] = self  # for apps that show the cluster (see web.status)
         scope[SCOPE_KEY] = self.admin
@@ -143,15 +141,18 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
             nonlocal held
             kind = message["type"]
             if kind == "http.response.start":
-                action = self.front.cookie_action(session)
+                action = front.cookie_action(session)
                 if action is not None:
                     _apply(action, message)
                 held = message
                 return
             if kind == "http.response.body" and not message.get("more_body"):
                 # Before the last chunk goes out, so a client that has its response
-                # finds its writes on its next request.
-                await self._commit(session, scope["path"])
+                # finds its writes on its next request. Most reads commit nothing:
+                # decided here, without awaiting a coroutine for it.
+                commit = front.commit(session, scope["path"], now=manager.clock())
+                if commit is not None:
+                    await self._apply_commit(commit)
             if held is not None:
                 start, held = held, None
                 await send(start)
@@ -164,9 +165,12 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
     async def _commit(self, session: Session, path: str) -> None:
         commit = self.front.commit(session, path, now=self.manager.clock())
         if commit is not None:
-            await self.manager.commit(commit.deltas, replicate=commit.replicate)
-            if self.admin.max_sessions_per_principal > 0:
-                await self.admin.enforce_limit(commit.deltas)
+            await self._apply_commit(commit)
+
+    async def _apply_commit(self, commit: Commit) -> None:
+        await self.manager.commit(commit.deltas, replicate=commit.replicate)
+        if self.admin.max_sessions_per_principal > 0:
+            await self.admin.enforce_limit(commit.deltas)
 
     def _probe_or_metrics(self, path: str) -> bool:
         return self.health.matches(path) or (
