@@ -20,7 +20,7 @@ OWNERS     8   [[token, route, stamp]], [[token, stamp]], [token]     backup man
                                                                       live, dead ids, expired ids
 FETCH      9   request id, token                                      backup manager: a proxy's read
 FETCHED   10   request id, [change], [[token, stamp]]                 answers FETCH ([]: none)
-RESYNC    11   digest, count                                          backup manager: a backup's
+RESYNC    11   digest, count, [bucket digest] (256 ints)              backup manager: a backup's
                                                                       check of what it holds
 =============  =====================================================  ==========================
 
@@ -304,7 +304,7 @@ def encode(message: Message) -> bytes:
     elif kind is Kind.FETCHED:
         body = [message.request_id, changes, dead]
     elif kind is Kind.RESYNC:
-        body = [message.digest, message.count]
+        body = [message.digest, message.count, message.buckets]
     else:
         body = [changes, dead]
     packed: bytes = msgpack.packb([int(kind), *body], use_bin_type=True)
@@ -362,8 +362,12 @@ def decode(payload: bytes) -> Message:
         message.request_id = _int(request_id)
         message.changes, message.dead = _changes(changes), _dead(dead)
     elif kind is Kind.RESYNC:
-        digest, count = _fields(body, 2)
+        # Two fields: a sender from before the per-bucket digests (everything is resent).
+        digest, count, *buckets = _fields(body, 3) if len(body) == 3 else _fields(body, 2)
         message.digest, message.count = _int(digest), _int(count)
+        message.buckets = _ints(buckets[0]) if buckets else []
+        if message.buckets and len(message.buckets) != BUCKETS:
+            raise WireError(f"RESYNC has {len(message.buckets)} buckets, expected {BUCKETS}")
     else:
         changes, dead = _fields(body, 2)
         message.changes, message.dead = _changes(changes), _dead(dead)
