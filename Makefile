@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-deps bench-all bench-failover bench-scaling chaos clean system-deps compose-demo fuzz
+.PHONY: demo test quarantine lint typecheck unit bench bench-deps bench-all bench-failover bench-scaling chaos clean system-deps compose-demo fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict clustersession
 
 unit: $(STAMP) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not quarantine"
+
+## Tests known to fail sometimes (cause not found yet), kept runnable until fixed.
+quarantine: $(STAMP) system-deps
+	$(BIN)/python -m pytest -m quarantine
 
 ## Fuzz every decoder a peer or a client reaches, long: FUZZ_EXAMPLES examples per
 ## property, random (CI runs a few derandomized ones). A failure is kept in .hypothesis/.

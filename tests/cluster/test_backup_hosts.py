@@ -87,6 +87,9 @@ def test_two_copies_reads_anywhere_and_failover(network5: Network) -> None:
         assert reads(alive[0], cookie).json() == {"cart": ["apple"]}
 
 
+# Quarantined: 1 run in 3 to 9, a node's graceful stop (SIGTERM) under the writer took
+# over 15 s; the cause is not found yet (issue 12's note). `make quarantine` runs it.
+@pytest.mark.quarantine
 def test_rolling_restart_under_a_writer_loses_no_acknowledged_write(network5: Network) -> None:
     nodes = start(network5, 5)
     cookies = [cookie_of(nodes[i].request("POST", "/update", json={"n": 0})) for i in range(5)]
@@ -140,7 +143,21 @@ def test_a_join_and_a_leave_move_only_their_share(network5: Network) -> None:
     before = copies(nodes)
     joiner = WebNode(network5, network5.hosts[4], **BACKUP).start()
     everyone = [*nodes, joiner]
-    assert wait_for(lambda: sum(copies(everyone)) == 400, 20), [
+    # The total is 400 throughout a move (a copy is dropped only once its new holder
+    # has it), so wait for the counts to stop changing: 5 equal polls in a row.
+    history: list[list[int]] = []
+
+    def settled() -> bool:
+        history.append(copies(everyone))
+        recent = history[-5:]
+        return (
+            len(recent) == 5
+            and all(c == recent[0] for c in recent)
+            and sum(recent[0]) == 400
+            and recent[0][-1] > 0
+        )
+
+    assert wait_for(settled, 30, interval=0.2), [
         (n.host.name, n.request("GET", "/health").json().get("roles")) for n in everyone
     ]
     moved = copies([joiner])[0]
