@@ -50,7 +50,7 @@ from .digest import BUCKETS, bucket_of
 from .fetch import Fetcher
 from .ids import loggable_id, session_fields
 from .keepalive import KeepAlive
-from .listeners import AttributeEvent, SessionEvent, SessionListener
+from .listeners import SessionListener
 from .manager import (
     ClusterView,
     Opened,
@@ -61,8 +61,8 @@ from .manager import (
 )
 from .ownership import Placement
 from .record import SessionDelta, SessionRecord
+from .replicated_store import ReplicatedStore
 from .replication import Replicator
-from .stamped_store import StampedStore
 from .state_transfer import StateTransfer
 from .wire import Kind, Message, WireError, decode, encode
 
@@ -71,7 +71,6 @@ logger = logging.getLogger("clustersession")
 PACE = 1000  # records a pass over the store handles between two yields to the event loop
 GIVE_BACK = -1  # a RESYNC count asking for the receiver's copies of our sessions
 ANNOUNCE_TRIES = 4  # sends of an OWNERS message to a member that does not acknowledge it
-_LIFECYCLE = frozenset(("session_created", "session_destroyed", "session_id_changed"))
 
 
 @dataclass(slots=True)
@@ -90,7 +89,7 @@ class MoveCounters:
     """Requests whose session had no copy left (they got a new session)."""
 
 
-class BackupManager(StampedStore):
+class BackupManager(ReplicatedStore):
     """A stamped store holding the sessions this node owns, with proxies for the rest.
 
     ``channel`` defaults to a :class:`GroupChannel` built from ``config``; any
@@ -442,30 +441,6 @@ class BackupManager(StampedStore):
         super().expire(record)
         if record.route == self.channel.local.route and self._started:
             self._announce([], [], [record.token])
-
-    def is_expired(self, record: SessionRecord, now: float) -> bool:
-        """Primaries expire on time; copies wait for keep-alives that may be in flight."""
-        if self.outlived(record, now):
-            return True
-        interval = record.max_inactive_interval
-        if interval <= 0:
-            return False
-        idle = now - record.last_accessed_at
-        if record.route == self.channel.local.route:
-            return idle >= interval
-        return idle >= interval + self.keepalive.grace
-
-    def _notify(self, method: str, event: SessionEvent | AttributeEvent) -> None:
-        if event.remote:
-            manager = self.config.manager
-            allowed = (
-                manager.notify_session_listeners_on_replication
-                if method in _LIFECYCLE
-                else manager.notify_listeners_on_replication
-            )
-            if not allowed:
-                return
-        super()._notify(method, event)
 
     # -- sending -----------------------------------------------------------------------
 

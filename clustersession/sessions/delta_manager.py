@@ -32,7 +32,7 @@ from .change import Change
 from .context import ReplicationContext
 from .ids import loggable_id, session_fields
 from .keepalive import KeepAlive
-from .listeners import AttributeEvent, SessionEvent, SessionListener
+from .listeners import SessionListener
 from .manager import (
     ClusterView,
     Opened,
@@ -41,18 +41,16 @@ from .manager import (
     ReplicationView,
 )
 from .record import SessionDelta, SessionRecord
+from .replicated_store import ReplicatedStore
 from .replication import Replicator
 from .snapshot import SessionSnapshots
-from .stamped_store import StampedStore
 from .state_transfer import StateTransfer
 from .wire import Kind, WireError, decode
 
 logger = logging.getLogger("clustersession")
 
-_LIFECYCLE = frozenset(("session_created", "session_destroyed", "session_id_changed"))
 
-
-class DeltaManager(StampedStore):
+class DeltaManager(ReplicatedStore):
     """A stamped store whose sessions are replicated to every member of a channel.
 
     ``channel`` defaults to a :class:`GroupChannel` built from ``config``; any
@@ -317,32 +315,3 @@ class DeltaManager(StampedStore):
 
     def _repair_with(self, member: Member) -> None:
         self._tasks.spawn(self.anti_entropy.exchange(member), "clustersession-anti-entropy-gap")
-
-    # -- expiry and listeners ----------------------------------------------------------
-
-    def is_expired(self, record: SessionRecord, now: float) -> bool:
-        """Owners expire on time; copies wait for keep-alives that may be in flight.
-
-        The absolute lifetime needs no grace: the creation time is the same everywhere.
-        """
-        if self.outlived(record, now):
-            return True
-        interval = record.max_inactive_interval
-        if interval <= 0:
-            return False
-        idle = now - record.last_accessed_at
-        if record.route == self.channel.local.route:
-            return idle >= interval
-        return idle >= interval + self.keepalive.grace
-
-    def _notify(self, method: str, event: SessionEvent | AttributeEvent) -> None:
-        if event.remote:
-            manager = self.config.manager
-            allowed = (
-                manager.notify_session_listeners_on_replication
-                if method in _LIFECYCLE
-                else manager.notify_listeners_on_replication
-            )
-            if not allowed:
-                return
-        super()._notify(method, event)
