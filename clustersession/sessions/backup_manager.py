@@ -34,15 +34,18 @@ from ..channel import (
     Channel,
     ChannelError,
     ChannelMessage,
+    GroupChannel,
     Member,
     member_fields,
 )
 from ..channel import options as send_options
 from ..channel.application import is_application_payload
+from ..channel.tasks import BackgroundTasks
 from ..config import ClusterConfig
 from .anti_entropy import INTERVAL
 from .change import Change, snapshot
 from .chunks import chunked, send_acknowledged
+from .context import ReplicationContext
 from .digest import BUCKETS, bucket_of
 from .fetch import Fetcher
 from .ids import loggable_id, session_fields
@@ -51,6 +54,8 @@ from .listeners import SessionListener
 from .manager import (
     ClusterView,
     Opened,
+    ReplicationCounters,
+    ReplicationTimings,
     ReplicationView,
     SessionRoles,
 )
@@ -101,12 +106,27 @@ class BackupManager(ReplicatedStore):
         clock: Callable[[], float] = time.time,
         channel: Channel | None = None,
     ) -> None:
-        super().__init__(config, listeners=listeners, clock=clock, channel=channel)
+        self.config = config
+        self.channel: Channel = channel if channel is not None else GroupChannel(config)
+        super().__init__(
+            sweep_interval=config.manager.expiry_sweep_interval,
+            listeners=listeners,
+            clock=clock,
+            default_interval=config.manager.max_inactive_interval,
+            node=int.from_bytes(self.channel.local.id[:4], "big"),
+            max_active_sessions=config.manager.max_active_sessions,
+            replicated_names=config.manager.session_attribute_name_filter,
+            lifetime=config.manager.lifetime,
+        )
         self.proxies: dict[str, tuple[str | None, int]] = {}
         """Sessions held elsewhere: token -> (route of the primary, its stamp)."""
+        self.counters = ReplicationCounters()
+        self.timings = ReplicationTimings()
         self.moves = MoveCounters()
         self.placement = Placement(self.channel, config.manager.backups)
-        context = self._context
+        self._timers = BackgroundTasks(logger)
+        self._tasks = BackgroundTasks(logger)
+        context = ReplicationContext(self, self.channel, config, self.counters, self.timings)
         self.replication = Replicator(context, tasks=self._tasks, on_gap=self._resync_with)
         self.replication.options = config.manager.map_send_options
         self.state_transfer = StateTransfer(context, index=self._index)
@@ -119,8 +139,33 @@ class BackupManager(ReplicatedStore):
         self._trim_pending = False
         self._check_tokens: set[str] = set()  # sessions a message touched, checked soon
         self._resending: set[bytes] = set()  # members a RESYNC answer is being sent to
+        self._started = False
+        self._transfer: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has completed."""
+        return self._started
+
+    @property
+    def ready(self) -> bool:
+        """Whether it serves: joined, the routes of the sessions received, not stopping."""
+        transfer = self._transfer
+        return self._started and transfer is not None and transfer.done()
+
+    async def start(self) -> None:
+        """Join the cluster; return once it knows where the sessions live.
+
+        The copies this node should hold arrive from their primaries meanwhile;
+        requests are served before that ends (a missing copy is fetched).
+        """
+        await self.join()
+        transfer = self._transfer
+        if transfer is not None:
+            await asyncio.shield(transfer)
 
     async def join(self) -> None:
         """Join the cluster and start background work; the routes' transfer runs on."""

@@ -22,18 +22,22 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from ..channel import Channel, ChannelMessage, Member, member_fields
+from ..channel import Channel, ChannelMessage, GroupChannel, Member, member_fields
 from ..channel import options as send_options
 from ..channel.application import is_application_payload
+from ..channel.tasks import BackgroundTasks
 from ..config import ClusterConfig
 from .anti_entropy import AntiEntropy
 from .change import Change
+from .context import ReplicationContext
 from .ids import loggable_id, session_fields
 from .keepalive import KeepAlive
 from .listeners import SessionListener
 from .manager import (
     ClusterView,
     Opened,
+    ReplicationCounters,
+    ReplicationTimings,
     ReplicationView,
 )
 from .record import SessionDelta, SessionRecord
@@ -61,8 +65,24 @@ class DeltaManager(ReplicatedStore):
         clock: Callable[[], float] = time.time,
         channel: Channel | None = None,
     ) -> None:
-        super().__init__(config, listeners=listeners, clock=clock, channel=channel)
-        context = self._context
+        self.config = config
+        self.channel: Channel = channel if channel is not None else GroupChannel(config)
+        super().__init__(
+            sweep_interval=config.manager.expiry_sweep_interval,
+            listeners=listeners,
+            clock=clock,
+            default_interval=config.manager.max_inactive_interval,
+            node=int.from_bytes(self.channel.local.id[:4], "big"),
+            max_active_sessions=config.manager.max_active_sessions,
+            replicated_names=config.manager.session_attribute_name_filter,
+            lifetime=config.manager.lifetime,
+        )
+        self.counters = ReplicationCounters()
+        self.timings = ReplicationTimings()
+        # Periodic work runs until stop; the rest (sends, answers) gets a moment to finish.
+        self._timers = BackgroundTasks(logger)
+        self._tasks = BackgroundTasks(logger)
+        context = ReplicationContext(self, self.channel, config, self.counters, self.timings)
         self.replication = Replicator(context, tasks=self._tasks, on_gap=self._repair_with)
         self.anti_entropy = AntiEntropy(context)
         self.state_transfer = StateTransfer(context)
@@ -74,8 +94,29 @@ class DeltaManager(ReplicatedStore):
             else SessionSnapshots(self, path, config.manager.snapshot_interval, config.jvm_route)
         )
         self.channel.add_listener(self._received)
+        self._started = False
+        self._transfer: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has completed."""
+        return self._started
+
+    @property
+    def ready(self) -> bool:
+        """Whether it serves: joined, the state transfer over, and not stopping."""
+        transfer = self._transfer
+        return self._started and transfer is not None and transfer.done()
+
+    async def start(self) -> None:
+        """Join the cluster, start background work; return once the cluster's sessions are here."""
+        await self.join()
+        transfer = self._transfer
+        if transfer is not None:
+            await asyncio.shield(transfer)  # a caller that gives up does not stop the transfer
 
     async def join(self) -> None:
         """Join the cluster and start background work; the state transfer runs on.
