@@ -60,6 +60,11 @@ def _node_routes(
         body: dict[str, Any] = {"sessions": view.sessions, "members": len(view.members)}
         if view.replication is not None:
             body.update(dataclasses.asdict(view.replication.counters))
+        if view.channel is not None:  # DELTA messages: deltas_sent / this = changes per message
+            body["messages_sent"] = sum(p.messages_sent for p in view.channel.peers.values())
+            acks = view.channel.ack_latency
+            if acks is not None:  # every ACK round trip so far: count and total seconds
+                body["acks"], body["ack_seconds"] = acks.count, acks.sum
         return Response(json.dumps(body, default=str), media_type="application/json")
 
     async def arrivals(request: Request) -> JSONResponse:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
+from functools import partial
 
 from ..config import ClusterConfig
 from . import options as send_options
@@ -27,6 +29,7 @@ from .transport.connection import Connection, member_record
 from .transport.frames import Envelope, MessageType
 from .transport.pool import SenderPool
 from .transport.receiver import Receiver
+from .transport.sender import PeerSender
 
 logger = logging.getLogger("clustersession.channel")
 
@@ -89,7 +92,8 @@ class Coordinator(Interceptor):
 
     async def send(self, members: Sequence[Member], payload: bytes, options: int) -> None:
         senders = [self.pool.get(m) for m in members]
-        if not options & send_options.USE_ACK and all(s.writable for s in senders):
+        writable = all(s.writable for s in senders)
+        if writable and not options & send_options.USE_ACK:
             # Nothing to wait for (the usual asynchronous replication): write to every
             # socket now, rather than one task per destination a loop iteration later.
             for sender in senders:
@@ -97,10 +101,14 @@ class Coordinator(Interceptor):
             return
         timeout = self.config.sender.timeout / 1000
         retries = self.config.sender.max_retry_attempts
-        results = await asyncio.gather(
-            *(s.send(payload, options, timeout=timeout, retries=retries) for s in senders),
-            return_exceptions=True,
-        )
+        results: list[BaseException | None]
+        if writable:  # connected, and USE_ACK: the fast path; else (connecting) a task per peer
+            results = await self._send_acked(senders, payload, options, timeout, retries)
+        else:
+            results = await asyncio.gather(
+                *(s.send(payload, options, timeout=timeout, retries=retries) for s in senders),
+                return_exceptions=True,
+            )
         failed: dict[Member, BaseException] = {}
         for member, result in zip(members, results, strict=True):
             if isinstance(result, BaseException):
@@ -113,6 +121,67 @@ class Coordinator(Interceptor):
             for member, error in failed.items():
                 self.membership.send_failed(member, error)
             raise ChannelError(failed)
+
+    async def _send_acked(
+        self,
+        senders: list[PeerSender],
+        payload: bytes,
+        options: int,
+        timeout: float,
+        retries: int,
+    ) -> list[BaseException | None]:
+        """An acknowledged send to peers whose connections are open: each one's error or None.
+
+        Written to every socket now; the ACKs settle one future, bounded by one
+        timer (no task per destination, no ``wait_for``), so the sender runs on in
+        the loop iteration after the last ACK: a synchronous commit waits for the
+        round trip, not for loop iterations on a busy node. Failures then go the
+        way :meth:`PeerSender.send` would take them (a lost connection is retried).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        errors: list[BaseException | None] = [None] * len(senders)
+        answered = [False] * len(senders)
+        waiting = len(senders)
+        all_answered: asyncio.Future[None] = loop.create_future()
+
+        def settle(index: int, error: BaseException | None) -> None:
+            nonlocal waiting
+            errors[index], answered[index] = error, True
+            waiting -= 1
+            if not waiting and not all_answered.done():
+                all_answered.set_result(None)
+
+        ids: list[int | None] = []
+        for index, sender in enumerate(senders):
+            try:
+                ids.append(sender.send_acked_nowait(payload, options, partial(settle, index)))
+            except Exception as exc:  # as _send_once's write failing: retried below
+                ids.append(None)
+                settle(index, exc)
+        timer = loop.call_later(timeout, _resolve, all_answered)
+        try:
+            await all_answered
+        finally:
+            timer.cancel()
+            for sender, message_id in zip(senders, ids, strict=True):
+                if message_id is not None:
+                    sender.forget(message_id)
+        for index, sender in enumerate(senders):
+            if not answered[index]:
+                errors[index] = TimeoutError(f"no ACK from {sender.member} within {timeout} s")
+        failed = [(i, error) for i, error in enumerate(errors) if error is not None]
+        if failed:
+            outcomes = await asyncio.gather(
+                *(
+                    senders[i].resend(payload, options, error, deadline=deadline, retries=retries)
+                    for i, error in failed
+                ),
+                return_exceptions=True,
+            )
+            for (index, _), outcome in zip(failed, outcomes, strict=True):
+                errors[index] = outcome
+        return errors
 
     # -- up --------------------------------------------------------------------
 
@@ -177,3 +246,8 @@ class Coordinator(Interceptor):
             return
         if after_processing:
             conn.write(Envelope(MessageType.ACK, local_id, envelope.message_id, 0, None))
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

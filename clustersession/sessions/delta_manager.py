@@ -222,11 +222,12 @@ class DeltaManager(ReplicatedStore):
         """Apply a request's changes here, then send them to every member.
 
         With send options 2 or 6 it returns once the members acknowledged them
-        (shielded: a client that goes away cancels no send).
+        (a client that goes away cancels no send: the batch is sent by a task of its own).
         """
-        changes, sent = self._commit_now(deltas, replicate)
-        if sent is not None and self.waits_for_peers:
-            await asyncio.shield(sent)
+        waits = self.waits_for_peers
+        changes, sent = self._commit_now(deltas, replicate, wait=waits)
+        if sent is not None and waits:
+            await sent  # the request's own future: a cancelled request cancels no send
         return changes
 
     def commit_nowait(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> None:
@@ -235,7 +236,7 @@ class DeltaManager(ReplicatedStore):
         For callers on another thread in asynchronous mode (:class:`ManagerThread`):
         what a request of theirs asks next is queued behind this, so it sees it.
         """
-        self._commit_now(deltas, replicate)
+        self._commit_now(deltas, replicate, wait=False)
 
     @property
     def waits_for_peers(self) -> bool:
@@ -243,7 +244,7 @@ class DeltaManager(ReplicatedStore):
         return not self.config.channel_send_options & send_options.ASYNCHRONOUS
 
     def _commit_now(
-        self, deltas: Sequence[SessionDelta], replicate: bool
+        self, deltas: Sequence[SessionDelta], replicate: bool, *, wait: bool
     ) -> tuple[list[Change], asyncio.Future[None] | None]:
         changes = self.commit_local(deltas)
         outgoing = []
@@ -253,7 +254,8 @@ class DeltaManager(ReplicatedStore):
             else:
                 outgoing.append(change)
         if outgoing and replicate:
-            return changes, self.replication.queue(outgoing)
+            queue = self.replication.queue_waiting if wait else self.replication.queue
+            return changes, queue(outgoing)
         return changes, None
 
     def view(self) -> ClusterView:

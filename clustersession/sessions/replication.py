@@ -37,6 +37,14 @@ logger = logging.getLogger("clustersession")
 
 BATCH_CHANGES = 500  # changes per DELTA message at most
 
+# A batch: changes to all, changes per member, the shared future, the waiters' own.
+_Batch = tuple[
+    list[Change],
+    dict[bytes, tuple[Member, list[Change]]],
+    asyncio.Future[None],
+    list[asyncio.Future[None]],
+]
+
 
 class Replicator:
     """Sends this node's changes as numbered DELTA messages and merges those of its peers."""
@@ -62,6 +70,9 @@ class Replicator:
         self._outbox: list[Change] = []
         self._targeted: dict[bytes, tuple[Member, list[Change]]] = {}
         self._outbox_sent: asyncio.Future[None] | None = None
+        # Each waiting request's own future (queue_waiting), resolved with the batch:
+        # no shield, hence no loop iteration, between the ACK and the request.
+        self._waiters: list[asyncio.Future[None]] = []
         # A queued DELTA is being sent (and, with 2 and 6, acknowledged): the next
         # waits for it, gathering every request that ends meanwhile (group commit).
         self._sending = False
@@ -74,10 +85,24 @@ class Replicator:
     def queue(self, changes: list[Change]) -> asyncio.Future[None]:
         """Send ``changes`` with those of every request that ends in this loop iteration.
 
-        The future is resolved when they are sent (for 2 and 6: acknowledged).
+        The future, shared by the batch, is resolved when they are sent (for 2 and
+        6: acknowledged).
         """
         self._outbox.extend(changes)
         return self._batch_future()
+
+    def queue_waiting(self, changes: list[Change]) -> asyncio.Future[None]:
+        """As :meth:`queue`, with a future of the caller's own (cancelling it cancels nothing).
+
+        For a request that waits: the batch resolves it directly, so the request
+        runs in the loop iteration after the acknowledgement (a shield around the
+        shared future would cost one more).
+        """
+        self._outbox.extend(changes)
+        self._batch_future()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
 
     def queue_to(self, member: Member, changes: list[Change]) -> asyncio.Future[None]:
         """As :meth:`queue`, to ``member`` only (its own numbering)."""
@@ -90,50 +115,57 @@ class Replicator:
 
     def _batch_future(self) -> asyncio.Future[None]:
         if self._outbox_sent is None:
-            loop = asyncio.get_running_loop()
-            self._outbox_sent = loop.create_future()
-            if not self._sending:  # else the DELTA in flight sends this one when it is done
-                loop.call_soon(self._flush_outbox)
+            self._outbox_sent = asyncio.get_running_loop().create_future()
+            if not self._sending:  # else the task sending a DELTA sends this one next
+                # Its task starts an iteration later and sends in the one after that:
+                # what these requests spawned (the backup manager's OWNERS) goes first.
+                asyncio.get_running_loop().call_soon(self._start_sending)
         return self._outbox_sent
+
+    def _start_sending(self) -> None:
+        if self._outbox_sent is not None and not self._sending:
+            self._sending = True
+            self._tasks.spawn(self._send_groups(), "clustersession-delta")
+
+    def _take(self) -> _Batch | None:
+        """What is queued, leaving the outbox empty (``None``: nothing is)."""
+        sent = self._outbox_sent
+        if sent is None:
+            return None
+        batch = (self._outbox, self._targeted, sent, self._waiters)
+        self._outbox, self._targeted, self._outbox_sent, self._waiters = [], {}, None, []
+        return batch
 
     async def flush(self) -> None:
         """Send what is queued now, and wait for it (stopping must not lose writes)."""
-        outbox, targeted, sent = self._outbox, self._targeted, self._outbox_sent
-        self._outbox, self._targeted, self._outbox_sent = [], {}, None
-        if sent is not None:
-            await self._send_batch(outbox, targeted, sent)
+        batch = self._take()
+        if batch is not None:
+            await self._send_batch(*batch)
 
     def send_soon(self, changes: list[Change]) -> None:
         """Send ``changes`` in a DELTA of their own, in the background."""
         self._tasks.spawn(self.send_delta(changes), "clustersession-delta")
 
-    def _flush_outbox(self) -> None:
-        outbox, targeted, sent = self._outbox, self._targeted, self._outbox_sent
-        self._outbox, self._targeted, self._outbox_sent = [], {}, None
-        if sent is not None:  # else flush() sent them already
-            self._sending = True
-            work = self._send_group(outbox, targeted, sent)
-            self._tasks.spawn(work, "clustersession-delta")
+    async def _send_groups(self) -> None:
+        """Send the queued group; then, in the same task, each group that gathered meanwhile.
 
-    async def _send_group(
-        self,
-        changes: list[Change],
-        targeted: dict[bytes, tuple[Member, list[Change]]],
-        sent: asyncio.Future[None],
-    ) -> None:
-        """Send one group of changes; then the group that gathered meanwhile, if any."""
+        One task for a run of groups: the next DELTA goes out in the loop iteration
+        that learns the previous one was acknowledged, with no task to start first.
+        """
         try:
-            await self._send_batch(changes, targeted, sent)
+            while (batch := self._take()) is not None:
+                await self._send_batch(*batch)
         finally:
             self._sending = False
-            if self._outbox_sent is not None:
-                asyncio.get_running_loop().call_soon(self._flush_outbox)
+            if self._outbox_sent is not None:  # left by a failure or a cancel: a new task
+                asyncio.get_running_loop().call_soon(self._start_sending)
 
     async def _send_batch(
         self,
         changes: list[Change],
         targeted: dict[bytes, tuple[Member, list[Change]]],
         sent: asyncio.Future[None],
+        waiters: list[asyncio.Future[None]],
     ) -> None:
         try:
             if targeted:
@@ -153,6 +185,9 @@ class Replicator:
         finally:
             if not sent.done():
                 sent.set_result(None)
+            for waiter in waiters:
+                if not waiter.done():  # a cancelled request's is
+                    waiter.set_result(None)
 
     async def send_delta(self, changes: list[Change]) -> None:
         """One DELTA to every member, with the cluster's send options; failures logged."""

@@ -14,6 +14,7 @@ from clustersession.channel import options
 from clustersession.channel.errors import ChannelError
 from clustersession.channel.group import GroupChannel
 from clustersession.channel.interceptors.base import ChannelMessage
+from clustersession.config.sections import SenderConfig
 
 from ..support.loopback import loopback_config
 from ..support.polling import eventually
@@ -148,6 +149,62 @@ async def test_a_failing_listener_gives_a_remote_error_with_sync_ack(
     with pytest.raises(ChannelError, match="cannot apply"):
         await a.send(None, b"x", options.USE_ACK | options.SYNC_ACK)
     assert len(a.members) == 1  # it answered: it is alive
+
+
+async def test_acknowledged_sends_on_open_connections_name_the_member_that_failed(
+    make_channel: ChannelFactory,
+) -> None:
+    a, _ = await make_channel()
+    b, _ = await make_channel()
+    c, _ = await make_channel()
+    assert await eventually(lambda: len(a.members) == 2)
+    got: list[bytes] = []
+
+    def picky(message: ChannelMessage) -> None:
+        if message.payload == b"bad":
+            raise ValueError("cannot apply")
+        got.append(message.payload)
+
+    b.add_listener(picky)
+    at_c: list[bytes] = []
+    c.add_listener(lambda message: at_c.append(message.payload))
+    sync = options.USE_ACK | options.SYNC_ACK
+    await a.send(None, b"first", sync)  # connects to both: the next sends go on open sockets
+    with pytest.raises(ChannelError, match="cannot apply") as info:
+        await a.send(None, b"bad", sync)
+    assert [m.id for m in info.value.members] == [b.local.id]
+    await a.send(None, b"after", sync)
+    assert got == [b"first", b"after"]
+    assert at_c == [b"first", b"bad", b"after"]  # c acknowledged what b refused
+    assert len(a.members) == 2
+
+
+async def test_an_ack_that_does_not_come_in_time_fails_the_send_and_is_ignored_later(
+    make_channel: ChannelFactory, mcast_port: int
+) -> None:
+    config = loopback_config(mcast_port, sender=SenderConfig(timeout=300))
+    a, _ = await make_channel(config)
+    b, _ = await make_channel()
+    assert await eventually(lambda: len(a.members) == 1)
+    release = asyncio.Event()
+    got: list[bytes] = []
+
+    async def stuck_once(message: ChannelMessage) -> None:
+        if message.payload == b"slow":
+            await release.wait()
+        got.append(message.payload)
+
+    b.add_listener(stuck_once)
+    sync = options.USE_ACK | options.SYNC_ACK
+    await a.send(None, b"first", sync)
+    started = time.monotonic()
+    with pytest.raises(ChannelError, match="TimeoutError") as info:
+        await a.send(None, b"slow", sync)
+    assert 0.25 < time.monotonic() - started < 2.0
+    assert [m.id for m in info.value.members] == [b.local.id]
+    release.set()  # its ACK now comes late, for a send nobody waits for
+    await a.send(None, b"next", sync)
+    assert got == [b"first", b"slow", b"next"]
 
 
 async def test_a_send_to_a_dead_member_names_it(make_channel: ChannelFactory) -> None:

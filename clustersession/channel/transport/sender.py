@@ -31,6 +31,14 @@ logger = logging.getLogger("clustersession.channel")
 
 _ACK_REPLIES = (MessageType.ACK, MessageType.FAIL_ACK)
 _DRAIN_ABOVE = 256 * 1024  # bytes waiting in the socket buffer before a send waits
+_RETRYABLE = (ConnectionError, OSError, asyncio.IncompleteReadError)
+
+AckCallback = Callable[[BaseException | None], None]
+"""Told how an acknowledged send ended: ``None`` (ACK) or the error (FAIL_ACK, lost)."""
+
+# What answers a pending request: a future to complete, or (the ACKs of
+# send_acked_nowait) a function called at once with the reply's payload or error.
+_Reply = asyncio.Future[Any] | Callable[[Any, BaseException | None], None]
 
 
 class PeerStats:
@@ -89,8 +97,8 @@ class PeerSender:
         self._reader: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
         self._ids = itertools.count(1)
-        # message id -> (reply types that may answer it, the future to complete)
-        self._pending: dict[int, tuple[tuple[MessageType, ...], asyncio.Future[Any]]] = {}
+        # message id -> (reply types that may answer it, what the reply completes)
+        self._pending: dict[int, tuple[tuple[MessageType, ...], _Reply]] = {}
         self._closed = False
         self._ever_connected = False
 
@@ -139,7 +147,7 @@ class PeerSender:
             try:
                 await self._send_once(payload, options, deadline)
                 return
-            except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
+            except _RETRYABLE as exc:
                 if isinstance(exc, TimeoutError) or attempt >= retries or self._closed:
                     self.stats.failed_sends += 1
                     raise
@@ -162,6 +170,63 @@ class PeerSender:
         """
         assert not options & USE_ACK and self._conn is not None
         self._write(self._conn, next(self._ids), options, payload)
+
+    def send_acked_nowait(self, payload: bytes, options: int, done: AckCallback) -> int:
+        """Write one DATA frame with USE_ACK now; only when :attr:`writable`.
+
+        ``done`` is called from the reply reader when the ACK (``None``) or a
+        FAIL_ACK (:class:`RemoteProcessError`) arrives, or the connection is lost
+        (``ConnectionError``): no future, no task, so whoever waits for several
+        peers runs in the loop iteration after the last ACK. Returns the message
+        id, for :meth:`forget` once nobody waits any more (a timeout, a cancel). A
+        failure is not retried here: :meth:`resend` does what :meth:`send` would.
+        """
+        conn = self._conn
+        assert options & USE_ACK and conn is not None
+        message_id = next(self._ids)
+        started = time.monotonic()
+
+        def answered(_payload: Any, error: BaseException | None) -> None:
+            if error is None:
+                self._acked(time.monotonic() - started)
+            done(error)
+
+        self._pending[message_id] = (_ACK_REPLIES, answered)
+        try:
+            self._write(conn, message_id, options, payload)
+        except BaseException:
+            del self._pending[message_id]
+            raise
+        return message_id
+
+    def forget(self, message_id: int) -> None:
+        """Stop waiting for the reply to ``message_id`` (its callback is not called)."""
+        self._pending.pop(message_id, None)
+
+    async def resend(
+        self, payload: bytes, options: int, error: BaseException, *, deadline: float, retries: int
+    ) -> None:
+        """After :meth:`send_acked_nowait` ended in ``error``: what :meth:`send` does next.
+
+        A lost connection is retried (``retries`` more times, on a new connection,
+        until the monotonic ``deadline``); anything else (a timeout, a FAIL_ACK) is
+        counted as a failed send and raised.
+        """
+        if not isinstance(error, _RETRYABLE) or isinstance(error, TimeoutError):
+            retries = 0
+        if retries <= 0 or self._closed:
+            self.stats.failed_sends += 1
+            raise error
+        self._drop_connection(f"send failed: {error}")
+        remaining = max(deadline - time.monotonic(), 0.001)
+        await self.send(payload, options, timeout=remaining, retries=retries - 1)
+
+    def _acked(self, elapsed: float) -> None:
+        self.stats.acks += 1
+        self.stats.ack_time_total += elapsed
+        self.stats.last_ack_time = elapsed
+        if self.ack_latency is not None:
+            self.ack_latency.observe(elapsed)
 
     def _write(self, conn: Connection, message_id: int, options: int, payload: bytes) -> None:
         before = conn.bytes_sent
@@ -192,12 +257,7 @@ class PeerSender:
                 await asyncio.wait_for(conn.drain(), max(deadline - time.monotonic(), 0.001))
             if future is not None:
                 await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.001))
-                elapsed = time.monotonic() - started
-                self.stats.acks += 1
-                self.stats.ack_time_total += elapsed
-                self.stats.last_ack_time = elapsed
-                if self.ack_latency is not None:
-                    self.ack_latency.observe(elapsed)
+                self._acked(time.monotonic() - started)
         finally:
             self._pending.pop(message_id, None)
 
@@ -250,10 +310,14 @@ class PeerSender:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-        for _, future in self._pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError(f"connection to {self.member} lost: {reason}"))
-        self._pending.clear()
+        pending, self._pending = self._pending, {}
+        for _, reply in pending.values():
+            lost = ConnectionError(f"connection to {self.member} lost: {reason}")
+            if isinstance(reply, asyncio.Future):
+                if not reply.done():
+                    reply.set_exception(lost)
+            else:
+                reply(None, lost)
         if notify and not self._closed:
             self.on_lost(self.member, reason)
 
@@ -263,15 +327,23 @@ class PeerSender:
             while True:
                 envelope = await conn.read()
                 waiting = self._pending.get(envelope.message_id)
-                if waiting is None or waiting[1].done():
+                if waiting is None:
                     continue
-                expected, future = waiting
+                expected, reply = waiting
+                if isinstance(reply, asyncio.Future) and reply.done():
+                    continue
                 if envelope.type not in expected:
                     raise FrameError(f"{envelope.type.name} does not answer this request")
+                error = None
                 if envelope.type is MessageType.FAIL_ACK:
-                    future.set_exception(RemoteProcessError(f"{self.member}: {envelope.payload}"))
+                    error = RemoteProcessError(f"{self.member}: {envelope.payload}")
+                if not isinstance(reply, asyncio.Future):
+                    del self._pending[envelope.message_id]  # a callback is answered once
+                    reply(envelope.payload, error)
+                elif error is not None:
+                    reply.set_exception(error)
                 else:
-                    future.set_result(envelope.payload)
+                    reply.set_result(envelope.payload)
         except asyncio.CancelledError:
             raise
         except FrameError as exc:
