@@ -12,6 +12,7 @@ from typing import Literal
 SameSite = Literal["lax", "strict", "none"]
 
 _CLEARED = "expires=Thu, 01 Jan 1970 00:00:00 GMT"
+_SET_HEADERS_CACHED = 4096
 
 
 class SessionCookie:
@@ -51,6 +52,10 @@ class SessionCookie:
             flags.append("partitioned")
         self._flags = "".join("; " + flag for flag in flags)
         self._name_bytes = name.encode("latin-1")
+        self._prefix = self._name_bytes + b"="
+        self._set_headers: dict[str, str] = {}  # value -> its Set-Cookie (see set_header)
+        # A name holding "=" or ";" (or blank) does not split as the prefix says: no shortcut.
+        self._plain = bool(name.strip()) and name == name.strip() and not set(name) & set("=;")
 
     def read(self, headers: list[tuple[bytes, bytes]]) -> str | None:
         """The cookie's value from the raw ASGI request headers, if sent.
@@ -59,9 +64,16 @@ class SessionCookie:
         parsing every cookie into a dict costs more than finding ours.
         """
         name = self._name_bytes
-        for key, value in headers:
-            if key != b"cookie" or name not in value:
+        # The header values first, in C: most requests carry one Cookie header.
+        for value in [v for k, v in headers if k == b"cookie"]:
+            if name not in value:
                 continue
+            if value.startswith(self._prefix) and self._plain:
+                # Ours is the first cookie (the first chunk is "name=..."): what the
+                # loop below would return, without splitting the whole header.
+                end = value.find(b";")
+                val = value[len(self._prefix) : end] if end >= 0 else value[len(self._prefix) :]
+                return val.strip().strip(b'"').decode("latin-1")
             for chunk in value.split(b";"):
                 key_part, sep, val = chunk.partition(b"=")
                 if sep and key_part.strip() == name:
@@ -70,8 +82,15 @@ class SessionCookie:
 
     def set_header(self, value: str) -> str:
         """A ``Set-Cookie`` value that stores ``value``."""
-        max_age = f"; Max-Age={self.max_age}" if self.max_age is not None else ""
-        return f"{self.name}={value}; path={self.path}{max_age}{self._flags}"
+        # Every write of a session sends its cookie again, the same header each time.
+        header = self._set_headers.get(value)
+        if header is None:
+            if len(self._set_headers) >= _SET_HEADERS_CACHED:
+                self._set_headers.clear()
+            max_age = f"; Max-Age={self.max_age}" if self.max_age is not None else ""
+            header = f"{self.name}={value}; path={self.path}{max_age}{self._flags}"
+            self._set_headers[value] = header
+        return header
 
     def clear_header(self) -> str:
         """A ``Set-Cookie`` value that deletes the cookie."""

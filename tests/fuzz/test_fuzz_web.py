@@ -44,6 +44,23 @@ def test_reading_the_cookie(headers: list[tuple[bytes, bytes]]) -> None:
     assert value is None or isinstance(value, str)
 
 
+def _first_named(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The cookie as RFC 6265 reads it: the first ``name=value`` pair of the Cookie headers."""
+    for key, value in headers:
+        if key == b"cookie":
+            for pair in value.split(b";"):
+                pair_name, equals, pair_value = pair.partition(b"=")
+                if equals and pair_name.strip() == name:
+                    return pair_value.strip().strip(b'"').decode("latin-1")
+    return None
+
+
+@given(st.lists(st.tuples(st.sampled_from([b"cookie", b"host"]), _cookie_headers()), max_size=3))
+def test_the_cookie_read_is_the_first_one_named_session(headers: list[tuple[bytes, bytes]]) -> None:
+    # Whether ours comes first in the header (read without splitting it) or later.
+    assert SessionCookie("session").read(headers) == _first_named(headers, b"session")
+
+
 @given(st.text(max_size=120) | mutated(st.just(VALID.encode())).map(lambda b: b.decode("latin-1")))
 def test_parsing_an_id(value: str) -> None:
     parsed = IDS.parse(value)
