@@ -101,17 +101,22 @@ def _unpackb(data: bytes) -> Any:
 _local = threading.local()
 
 
-def _packer() -> Any:
-    packer = getattr(_local, "packer", None)
-    if packer is None:
-        packer = _local.packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=False)
-    return packer
+def packer() -> Any:
+    """This thread's ``msgpack.Packer`` as :func:`encode` uses it, for a loop of encodes.
+
+    Its ``pack`` raises what msgpack raises (no ``TypeError`` translation): on a
+    failure, call :func:`encode` for the same value, which also replaces the packer.
+    """
+    found = getattr(_local, "packer", None)
+    if found is None:
+        found = _local.packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=False)
+    return found
 
 
 def encode(value: object) -> bytes:
     """Encode one session value; raise ``TypeError`` naming the offending type."""
     try:
-        packed: bytes = _packer().pack(value)
+        packed: bytes = packer().pack(value)
         return packed
     except OverflowError as exc:  # an int beyond msgpack's 64 bits
         _local.packer = None  # a failed pack may leave bytes in its buffer

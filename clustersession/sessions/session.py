@@ -247,9 +247,16 @@ class Session(StarletteSession):
         self._read[key] = None
         value = dict.__getitem__(self, key)
         if value is _UNDECODED:
-            value = self._value(key)
-            if value is _MISSING:
-                raise KeyError(key)
+            try:
+                # _value(), written out for the common case: the first read of a key.
+                value = codec.decode(self._stored[key])
+            except codec.CodecError:
+                value = self._value(key)  # logs it and leaves the key out
+                if value is _MISSING:
+                    raise KeyError(key) from None
+                return value
+            dict.__setitem__(self, key, value)
+            self._loaded[key] = value
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -322,11 +329,13 @@ class Session(StarletteSession):
             )
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._creating()
+        if self._may_create is not None:
+            self._creating()
         # Refuse what cannot be stored before it is stored; keep the bytes for commit.
         self._written[key] = (value, _encode(key, value))
         self._read[key] = None
-        super().__setitem__(key, value)
+        self.mark_modified()
+        dict.__setitem__(self, key, value)
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         self._read[key] = None
@@ -375,10 +384,11 @@ class Session(StarletteSession):
         made a value unserialisable is logged by the caller and that key keeps its
         stored value.
         """
-        deltas = [
-            SessionDelta(token=r.token, route=r.route, accessed_at=now, invalidated=True)
-            for r in self._invalidated
-        ]
+        deltas = (
+            [SessionDelta(r.token, r.route, now, invalidated=True) for r in self._invalidated]
+            if self._invalidated
+            else []
+        )
         record = self._record
         if not self:
             if record is not None:
@@ -406,18 +416,15 @@ class Session(StarletteSession):
             self._token = self._ids.new_token()
         deltas.append(
             SessionDelta(
-                token=self._token,
-                route=self._route,
-                accessed_at=now,
-                created_at=self._created_at if record is None else None,
-                set=set_values,
-                removed=removed,
-                max_inactive_interval=(
-                    self._max_inactive_interval
-                    if record is None or self._interval_changed
-                    else None
-                ),
-                renamed_from=self._renamed_from,
+                self._token,
+                self._route,
+                now,
+                self._created_at if record is None else None,
+                set_values,
+                removed,
+                (self._max_inactive_interval if record is None or self._interval_changed else None),
+                False,
+                self._renamed_from,
             )
         )
         if errors:
@@ -429,26 +436,32 @@ class Session(StarletteSession):
         changed: dict[str, bytes] = {}
         errors: list[str] = []
         stored, loaded, written = self._stored, self._loaded, self._written
-        encode = codec.encode
+        get = dict.get
+        pack = None
         for key in keys:
-            value = dict.get(self, key, _MISSING)
+            value = get(self, key, _MISSING)
             if value is _MISSING or value is _UNDECODED:
                 continue
-            immutable = type(value) in _IMMUTABLE
-            if immutable and value is loaded.get(key, _MISSING) and key not in written:
-                continue
-            known = written.get(key)
-            if immutable and known is not None and known[0] is value:
-                encoded = known[1]
-            else:
+            if type(value) in _IMMUTABLE:
+                known = written.get(key)
+                if known is None:
+                    if value is loaded.get(key, _MISSING):
+                        continue  # the very object it loaded, which cannot have changed
+                elif known[0] is value:
+                    if stored.get(key) != known[1]:
+                        changed[key] = known[1]  # encoded when set
+                    continue
+            if pack is None:
+                pack = codec.packer().pack
+            try:
+                # Keys in the dict are str already (checked when set): encode directly.
+                encoded = pack(value)
+            except Exception:
+                pack = None  # codec.encode() replaces a packer that failed: use its next one
                 try:
-                    # Keys in the dict are str already (checked when set): encode directly.
-                    encoded = encode(value)
-                except TypeError:
-                    try:
-                        _encode(key, value)  # the same failure, with the key in its message
-                    except TypeError as exc:
-                        errors.append(str(exc))
+                    encoded = _encode(key, value)  # the same failure, with the key in its message
+                except TypeError as exc:
+                    errors.append(str(exc))
                     continue
             if stored.get(key) != encoded:
                 changed[key] = encoded
