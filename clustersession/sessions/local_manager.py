@@ -60,7 +60,9 @@ class LocalManager(StampedStore):
     def open(self, token: str) -> Opened:
         """The live session ``token`` names, or whether its id is retired."""
         record = self.lookup(token)
-        return Opened(record, retired=record is None and token in self.tombstones)
+        if record is not None:
+            return Opened(record)
+        return Opened(None, retired=token in self.tombstones)
 
     def view(self) -> ClusterView:
         """This node's session counts."""

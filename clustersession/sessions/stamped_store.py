@@ -102,7 +102,8 @@ class StampedStore:
     @property
     def ready(self) -> bool:
         """Whether it serves (one node: once started)."""
-        return self.started
+        sweeper = self._sweeper  # started, written out: asked on every request
+        return sweeper is not None and not sweeper.done()
 
     async def join(self) -> None:
         """Start (one node: there is nothing to wait for)."""
@@ -163,7 +164,10 @@ class StampedStore:
 
     def is_expired(self, record: SessionRecord, now: float) -> bool:
         """Whether this node considers ``record`` expired at ``now``."""
-        return record.is_expired(now) or self.outlived(record, now)
+        # record.is_expired() and outlived(), written out: asked on every request.
+        return 0 < record.max_inactive_interval <= now - record.last_accessed_at or (
+            0 < self.lifetime <= now - record.created_at
+        )
 
     def outlived(self, record: SessionRecord, now: float) -> bool:
         """Whether ``record`` is older than the absolute ``lifetime`` at ``now``."""
