@@ -91,6 +91,19 @@ class SessionAdapter(Generic[App, M]):
         """The node's Prometheus metrics, when ``[metrics]`` sets a path or a port."""
         if self.config.metrics.enabled:
             self.metrics = build_metrics(self.config, self._metrics_view)
+        # Every path the adapter answers itself: one set lookup per request tells
+        # the rest apart (each answer still checks its own path).
+        status_path = self.status.path
+        served = (
+            self.health.liveness_path,
+            self.health.readiness_path,
+            self.metrics.config.path if self.metrics is not None else None,
+            status_path,
+            status_path + ".json" if status_path else None,
+        )
+        self._special_paths = frozenset(path for path in served if path)
+        # The admin's max_sessions_per_principal: enforced after a commit when > 0.
+        self._principal_limit = self.config.manager.max_sessions_per_principal
 
     def _metrics_view(self) -> ClusterView | None:
         """The view the metrics read, from any thread (``None``: not started)."""

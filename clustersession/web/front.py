@@ -49,6 +49,10 @@ class CookieAction:
     set_cookie: str | None = None
 
 
+# Most responses: Vary, no Set-Cookie (shared: readers never change an action).
+_VARY_ONLY = CookieAction()
+
+
 # Not frozen: built on every request, and a frozen dataclass costs ~4x to build.
 @dataclass(slots=True)
 class Commit:
@@ -208,14 +212,14 @@ class SessionFront:
         if not session.accessed and not resend:
             return None
         if session.retired and not session.was_invalidated:
-            return CookieAction()  # a retired id: no new cookie either
+            return _VARY_ONLY  # a retired id: no new cookie either
         if not session.modified and not resend:
-            return CookieAction()
+            return _VARY_ONLY
         if session:
             return CookieAction((cookie or self.cookie).set_header(session.id))
         if session.existed:
             return CookieAction((cookie or self.cookie).clear_header())
-        return CookieAction()
+        return _VARY_ONLY
 
     def commit(self, session: Session, path: str, *, now: float) -> Commit | None:
         """The request's changes, or ``None`` when there is nothing to commit."""

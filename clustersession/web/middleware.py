@@ -93,44 +93,26 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+        if kind != "http":
+            await self._not_http(kind, scope, receive, send)
             return
-        if kind not in ("http", "websocket"):  # pragma: no cover - no other ASGI types
-            await self.app(scope, receive, send)
-            return
-
-        if kind == "http" and self._probe_or_metrics(scope["path"]):
-            # Answered before anything waits for the manager: during the state transfer too.
-            await self._serve_probe_or_metrics(scope, receive, send)
-            return
-        if not self.manager.ready:
+        path = scope["path"]
+        if path in self._special_paths:  # one set lookup for the probes, metrics and status
+            if self._probe_or_metrics(path):
+                # Answered before anything waits for the manager: during the state transfer too.
+                await self._serve_probe_or_metrics(scope, receive, send)
+                return
+            if not self.manager.ready:
+                await self._start()
+                _publish(scope, self.admin)
+            if self.status.matches(path):
+                await self.status(scope, receive, send)
+                return
+        front, manager = self.front, self.manager
+        if not manager.ready:
             await self._start()  # without lifespan; or waits for the state transfer
             _publish(scope, self.admin)
-        if kind == "http" and self.status.matches(scope["path"]):
-            await self.status(scope, receive, send)
-            return
-        front, manager = self.front, self.manager
-        cookie_value = front.cookie.read(scope["headers"])
-        if cookie_value is not None and manager.fetches:
-            await front.fetch(cookie_value, manager)
-        opening = front.open(
-            cookie_value, manager.open, now=manager.clock(), may_create=self._may_create
-        )
-        session = opening.session
-        if opening.original_id is not None:
-            scope[front.original_id_key] = opening.original_id
-        if opening.primary is not None:
-            scope[front.primary_indicator_name] = opening.primary
-        scope["session"] = session
-        scope["clustersession"] = self  # for apps that show the cluster (see web.status)
-        scope[SCOPE_KEY] = self.admin
-        if kind == "websocket":
-            # No response headers to carry a cookie: only an existing session is saved.
-            await self.app(scope, receive, send)
-            if session.existed:
-                await self._commit(session, scope["path"])
-            return
+        session = await self._open(scope)
 
         # The start is held until the first body message: a response whose whole body
         # is that message (an empty one above all: Content-Length 0 completes it with
@@ -150,7 +132,7 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
                 # Before the last chunk goes out, so a client that has its response
                 # finds its writes on its next request. Most reads commit nothing:
                 # decided here, without awaiting a coroutine for it.
-                commit = front.commit(session, scope["path"], now=manager.clock())
+                commit = front.commit(session, path, now=manager.clock())
                 if commit is not None:
                     await self._apply_commit(commit)
             if held is not None:
@@ -162,14 +144,54 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         if held is not None:  # a start with no body after it: send what the app sent
             await send(held)
 
+    async def _not_http(self, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Lifespan, websockets (a session, but no response headers for a cookie), others."""
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if kind != "websocket":  # pragma: no cover - no other ASGI types
+            await self.app(scope, receive, send)
+            return
+        if not self.manager.ready:
+            await self._start()
+            _publish(scope, self.admin)
+        session = await self._open(scope)
+        # No response headers to carry a cookie: only an existing session is saved.
+        await self.app(scope, receive, send)
+        if session.existed:
+            await self._commit(session, scope["path"])
+
+    async def _open(self, scope: Scope) -> Session:
+        """The request's session from its cookie, put in the scope with the admin API."""
+        front, manager = self.front, self.manager
+        cookie_value = front.cookie.read(scope["headers"])
+        if cookie_value is not None and manager.fetches:
+            await front.fetch(cookie_value, manager)
+        opening = front.open(
+            cookie_value, manager.open, now=manager.clock(), may_create=self._may_create
+        )
+        session = opening.session
+        if opening.original_id is not None:
+            scope[front.original_id_key] = opening.original_id
+        if opening.primary is not None:
+            scope[front.primary_indicator_name] = opening.primary
+        scope["session"] = session
+        scope["clustersession"] = self  # for apps that show the cluster (see web.status)
+        scope[SCOPE_KEY] = self.admin
+        return session
+
     async def _commit(self, session: Session, path: str) -> None:
         commit = self.front.commit(session, path, now=self.manager.clock())
         if commit is not None:
             await self._apply_commit(commit)
 
     async def _apply_commit(self, commit: Commit) -> None:
-        await self.manager.commit(commit.deltas, replicate=commit.replicate)
-        if self.admin.max_sessions_per_principal > 0:
+        manager = self.manager
+        if manager.waits_for_peers:
+            await manager.commit(commit.deltas, replicate=commit.replicate)
+        else:  # nothing to wait for (one node, or asynchronous replication): no coroutine
+            manager.commit_nowait(commit.deltas, replicate=commit.replicate)
+        if self._principal_limit > 0:
             await self.admin.enforce_limit(commit.deltas)
 
     def _probe_or_metrics(self, path: str) -> bool:
