@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Protocol, TypeVar
+from functools import partial
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from .manager import ClusterView, Manager, Opened
 from .record import SessionDelta, SessionRecord
@@ -82,6 +84,8 @@ class ManagerThread:
         self._thread: threading.Thread | None = None
         self._manager: Manager | None = None
         self._companion: Companion | None = None
+        self._calls: collections.deque[Callable[[], None]] = collections.deque()
+        self._wake_due = False  # a _run_calls is scheduled on the loop and has not begun
         _RUNNING.add(self)
 
     # -- lifecycle -------------------------------------------------------------
@@ -144,6 +148,7 @@ class ManagerThread:
             # Nothing inherited from a parent process is used: its thread is gone.
             self._manager, self._loop, self._thread = None, None, None
             self._companion = None
+            self._calls, self._wake_due = collections.deque(), False
             loop = asyncio.new_event_loop()
             ready = threading.Event()
             thread = threading.Thread(
@@ -267,43 +272,101 @@ class ManagerThread:
         return self.call(manager.view)
 
     # -- plumbing --------------------------------------------------------------
+    #
+    # Request threads queue their calls here and the loop thread runs them in order,
+    # all that are queued in one callback: the loop is woken (a byte written to its
+    # self-pipe, a system call that also lets the GIL go) only when no run is
+    # already due, and a thread waits on one lock, not a concurrent Future.
 
     def call(self, function: Callable[[], T], *, timeout: float | None = None) -> T:
         """Run ``function`` on the loop thread and return its result here.
 
         Raises ``TimeoutError`` if the loop has not run it within ``timeout`` seconds.
         """
-        loop = self._loop
-        assert loop is not None, "start() first"
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(function())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        loop.call_soon_threadsafe(run)
-        return future.result(timeout)
+        reply: _Reply[T] = _Reply()
+        self._post(partial(reply.run, function))
+        return reply.wait(timeout)
 
     def submit(self, function: Callable[[], object]) -> None:
         """Queue ``function`` on the loop thread, behind what was queued before; do not wait."""
-        loop = self._loop
-        assert loop is not None, "start() first"
-
-        def run() -> None:
-            try:
-                function()
-            except Exception:
-                logger.exception("session manager call failed")
-
-        loop.call_soon_threadsafe(run)
+        self._post(partial(_logged, function))
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the loop thread and return its result here."""
+        reply: _Reply[T] = _Reply()
+        self._post(partial(reply.run_task, work))
+        return reply.wait(None)
+
+    def _post(self, call: Callable[[], None]) -> None:
         loop = self._loop
         assert loop is not None, "start() first"
-        return asyncio.run_coroutine_threadsafe(work, loop).result()
+        self._calls.append(call)  # appended before the flag is read: see _run_calls
+        if not self._wake_due:
+            self._wake_due = True
+            loop.call_soon_threadsafe(self._run_calls)
+
+    def _run_calls(self) -> None:
+        # The flag is cleared before the queue is read: a call appended after the
+        # last pop finds it cleared and wakes the loop again, so none is left behind.
+        self._wake_due = False
+        calls = self._calls
+        while calls:
+            calls.popleft()()
+
+
+class _Reply(Generic[T]):
+    """One call's answer, handed from the loop thread to the thread waiting for it."""
+
+    __slots__ = ("_done", "_error", "_value")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()  # released once the answer is in
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    def run(self, function: Callable[[], T]) -> None:
+        """On the loop thread: run ``function`` and hand over its result or error."""
+        try:
+            self._value = function()
+        except BaseException as exc:
+            self._error = exc
+        self._done.release()
+
+    def run_task(self, work: Coroutine[Any, Any, T]) -> None:
+        """On the loop thread: run ``work`` as a task; hand over its outcome when it ends."""
+        try:
+            task = asyncio.get_running_loop().create_task(work)
+        except BaseException as exc:
+            work.close()
+            self._error = exc
+            self._done.release()
+            return
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            self._error = concurrent.futures.CancelledError()
+        elif task.exception() is not None:
+            self._error = task.exception()
+        else:
+            self._value = task.result()
+        self._done.release()
+
+    def wait(self, timeout: float | None) -> T:
+        """The answer (its error raised); ``TimeoutError`` if none within ``timeout`` s."""
+        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError(f"the session manager's loop did not answer within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._value)
+
+
+def _logged(function: Callable[[], object]) -> None:
+    try:
+        function()
+    except Exception:
+        logger.exception("session manager call failed")
 
 
 async def _stop(manager: Manager, companion: Companion | None) -> None:
