@@ -124,6 +124,8 @@ class _AppFront:
     settings: _AppSettings
     front: SessionFront
     permanent_cookie: SessionCookie
+    raw: tuple[Any, ...]
+    """What the settings were made from, as read from the app (compared per request)."""
 
 
 class ClusterSessionInterface(SessionInterface):
@@ -257,29 +259,43 @@ class ClusterSessionInterface(SessionInterface):
                 "ClusterSessionInterface needs a secret to sign session ids: set "
                 "app.secret_key (SECRET_KEY), or pass a ClusterConfig with a secret"
             )
+        # Read per request, as Flask does (through the getters, which an app may
+        # override); the front is rebuilt only when one of them changed.
+        fallbacks = app.config.get("SECRET_KEY_FALLBACKS")
+        raw = (
+            secret,
+            tuple(fallbacks) if fallbacks else (),
+            self.get_cookie_name(app),
+            self.get_cookie_domain(app),
+            self.get_cookie_path(app),
+            self.get_cookie_secure(app),
+            self.get_cookie_httponly(app),
+            self.get_cookie_samesite(app),
+            self.get_cookie_partitioned(app),
+            app.permanent_session_lifetime,
+            app.config["SESSION_REFRESH_EACH_REQUEST"],
+        )
+        current = self._app_front
+        if current is not None and current.raw == raw:
+            return current
+        (secret, fallbacks, name, domain, path, secure, httponly, same_site, partitioned,
+         permanent_lifetime, refresh) = raw  # fmt: skip
         # Ids signed with a secret being rotated out still verify: the config's previous
         # secrets, or Flask's SECRET_KEY_FALLBACKS when app.secret_key signs.
-        previous = (
-            self._settings.previous_secrets
-            if self._settings.secret
-            else tuple(app.config.get("SECRET_KEY_FALLBACKS") or ())
-        )
+        previous = self._settings.previous_secrets if self._settings.secret else fallbacks
         settings = _AppSettings(
             secret=secret,
             previous=previous,
-            name=self.get_cookie_name(app),
-            domain=self.get_cookie_domain(app),
-            path=self.get_cookie_path(app),
-            secure=self.get_cookie_secure(app),
-            httponly=self.get_cookie_httponly(app),
-            same_site=_same_site(self.get_cookie_samesite(app)),
-            partitioned=self.get_cookie_partitioned(app),
-            lifetime=int(app.permanent_session_lifetime.total_seconds()),
-            refresh=bool(app.config["SESSION_REFRESH_EACH_REQUEST"]),
+            name=name,
+            domain=domain,
+            path=path,
+            secure=secure,
+            httponly=httponly,
+            same_site=_same_site(same_site),
+            partitioned=partitioned,
+            lifetime=int(permanent_lifetime.total_seconds()),
+            refresh=bool(refresh),
         )
-        current = self._app_front
-        if current is not None and current.settings == settings:
-            return current
         # Two threads may both get here; they build equal fronts and either one serves.
         config, lifetime = self.config, settings.lifetime
         front = SessionFront(
@@ -291,7 +307,7 @@ class ClusterSessionInterface(SessionInterface):
             expire_at_once=config is None and lifetime <= 0,
             session_class=FlaskSession,
         )
-        current = _AppFront(settings, front, settings.cookie(lifetime))
+        current = _AppFront(settings, front, settings.cookie(settings.lifetime), raw)
         self._app_front = current
         return current
 

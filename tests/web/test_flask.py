@@ -278,6 +278,21 @@ def test_cookie_attributes_come_from_flasks_settings(build: Build) -> None:
     )
 
 
+def test_settings_changed_between_requests_apply_to_the_next(build: Build) -> None:
+    app, _ = build()
+    client = app.test_client(use_cookies=False)
+    sid = client.get("/set?k=v").json["id"]  # type: ignore[index]
+    app.config["SESSION_COOKIE_NAME"] = "sid"
+    response = client.get("/set?k=w", headers={"Cookie": f"sid={sid}"})
+    assert response.json["id"] == sid  # type: ignore[index]
+    assert response.headers["Set-Cookie"].startswith(f"sid={sid};")
+    # A new secret, the old one a fallback: ids it signed still open the session.
+    app.config["SECRET_KEY_FALLBACKS"] = [SECRET]
+    app.secret_key = "a-newer-flask-secret-key"
+    response = client.get("/get", headers={"Cookie": f"sid={sid}"})
+    assert response.json == {"id": sid, "k": "w"}
+
+
 def test_the_cookie_path_falls_back_to_application_root(build: Build) -> None:
     app, _ = build(APPLICATION_ROOT="/shop", SESSION_COOKIE_SAMESITE="Lax")
     response = app.test_client().get("/set?k=v")
