@@ -79,10 +79,26 @@ class WebNode:
         return wait_for(ready, timeout, interval=0.05)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal every process of the host."""
+        """Signal every process of the host (and wait for a killed or stopped one to end).
+
+        A graceful stop (SIGTERM) that outlives its wait fails with where the node
+        spends its time: SIGUSR2 makes it dump its threads and asyncio tasks into
+        its log (:mod:`tests.support.stackdump`).
+        """
         self.network.kill_host(self.host, sig)
-        if self.process is not None and sig in (signal.SIGKILL, signal.SIGTERM):
+        if self.process is None or sig not in (signal.SIGKILL, signal.SIGTERM):
+            return
+        try:
             self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            if sig != signal.SIGTERM:
+                raise
+            self.network.kill_host(self.host, signal.SIGUSR2)
+            wait_for(lambda: "end of stack dump" in self.log.read_text(errors="replace"), 5)
+            raise AssertionError(
+                f"{self.host.name} did not stop within 15 s of SIGTERM; its log "
+                f"({self.log}) ends:\n{self.log.read_text(errors='replace')[-20000:]}"
+            ) from None
 
     def request(
         self, method: str, path: str, cookie: str | None = None, **kw: Any

@@ -31,6 +31,8 @@ from clustersession.sessions import codec
 from clustersession.sessions.manager import ClusterView
 from clustersession.web.admin import admin_of
 
+from . import stackdump
+
 ORIGINAL_ID: Final = "org.apache.catalina.ha.session.JvmRouteOriginalSessionID"
 PRIMARY: Final = "org.apache.catalina.ha.tcp.isPrimarySession"
 
@@ -193,6 +195,7 @@ def from_env() -> ClusterSessionMiddleware:
     for reading a node's log after a failure; ``TEST_COOKIE_MAX_AGE`` is the
     cookie's Max-Age in seconds (default Starlette's 14 days).
     """
+    stackdump.install()  # SIGUSR2: where this node spends its time (tests/cluster/web_nodes)
     level = os.environ.get("TEST_NODE_LOG")
     if level:
         logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
