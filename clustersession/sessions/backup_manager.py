@@ -40,7 +40,7 @@ from ..channel import (
 )
 from ..channel import options as send_options
 from ..channel.application import is_application_payload
-from ..channel.tasks import BackgroundTasks
+from ..channel.tasks import BackgroundTasks, cancel_and_wait
 from ..config import ClusterConfig
 from .anti_entropy import INTERVAL
 from .change import Change, snapshot
@@ -198,10 +198,8 @@ class BackupManager(ReplicatedStore):
             return
         self._started = False
         transfer, self._transfer = self._transfer, None
-        if transfer is not None and not transfer.done():
-            transfer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await transfer
+        if transfer is not None:  # bounded: it may lose its cancel (wait_for on 3.11)
+            await cancel_and_wait([transfer], logger=logger)
         await self.replication.flush()
         await self._tasks.wait(timeout=2.0)
         if self.config.manager.expire_sessions_on_shutdown:

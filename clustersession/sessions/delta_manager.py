@@ -16,7 +16,6 @@ the sessions of a node that is gone (Tomcat's JvmRouteBinderValve).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -25,7 +24,7 @@ from collections.abc import Callable, Sequence
 from ..channel import Channel, ChannelMessage, GroupChannel, Member, member_fields
 from ..channel import options as send_options
 from ..channel.application import is_application_payload
-from ..channel.tasks import BackgroundTasks
+from ..channel.tasks import BackgroundTasks, cancel_and_wait
 from ..config import ClusterConfig
 from .anti_entropy import AntiEntropy
 from .change import Change
@@ -158,10 +157,8 @@ class DeltaManager(ReplicatedStore):
             return
         self._started = False  # not ready from here on: balancers stop sending requests
         transfer, self._transfer = self._transfer, None
-        if transfer is not None and not transfer.done():
-            transfer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await transfer
+        if transfer is not None:  # bounded: it may lose its cancel (wait_for on 3.11)
+            await cancel_and_wait([transfer], logger=logger)
         await self.replication.flush()  # stopping must not lose acknowledged writes
         await self._tasks.wait(timeout=2.0)  # sends in flight get a moment to finish
         if self.config.manager.expire_sessions_on_shutdown:

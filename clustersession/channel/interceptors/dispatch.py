@@ -9,7 +9,6 @@ caller's task instead (back-pressure), else the send fails.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from ..errors import ChannelError
 from ..member import Member
 from ..options import ASYNCHRONOUS
 from ..ratelimit import RateLimitedLog
+from ..tasks import cancel_and_wait
 from .base import Interceptor
 
 logger = logging.getLogger("clustersession.channel")
@@ -62,9 +62,7 @@ class DispatchInterceptor(Interceptor):
         while self._queue.qsize() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # a bounded drain, not synchronisation
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_and_wait([self._worker], logger=logger)
             self._worker = None
 
     async def send(self, members: Sequence[Member], payload: bytes, options: int) -> None:

@@ -96,12 +96,16 @@ class Connection:
         timeout: float,
     ) -> Connection:
         """Connect and shake hands; ``peer`` is set on the result."""
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        # asyncio.timeout, not wait_for: on 3.11, wait_for drops a cancel that arrives
+        # as its awaitable completes, and a cancelled handshake then went on (issue 12).
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
         conn = cls(reader, writer, keys, max_message_size)
         try:
             nonce = secrets.token_bytes(NONCE_SIZE)
             conn.write(Envelope(MessageType.HELLO, local.id, 0, 0, [nonce, member_record(local)]))
-            welcome = await asyncio.wait_for(conn.read(), timeout)
+            async with asyncio.timeout(timeout):
+                welcome = await conn.read()
             if welcome.type is not MessageType.WELCOME:
                 raise FrameError(f"expected WELCOME, got {welcome.type.name}")
             theirs, echoed, record = _handshake_fields(welcome.payload, 3)
@@ -128,7 +132,8 @@ class Connection:
         """Answer an incoming handshake; ``peer`` is set on the result."""
         conn = cls(reader, writer, keys, max_message_size)
         conn._any_handshake_key = True
-        hello = await asyncio.wait_for(conn.read(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see open()
+            hello = await conn.read()
         if hello.type is not MessageType.HELLO:
             raise FrameError(f"expected HELLO, got {hello.type.name}")
         theirs, record = _handshake_fields(hello.payload, 2)

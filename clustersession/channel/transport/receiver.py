@@ -19,6 +19,7 @@ from ..errors import FrameError
 from ..member import Member
 from ..options import SYNC_ACK, USE_ACK
 from ..security import Keys
+from ..tasks import STOP_TIMEOUT, cancel_and_wait
 from .connection import Connection
 from .frames import Envelope, MessageType
 
@@ -50,7 +51,8 @@ class Receiver:
         self.on_refused = on_refused
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}  # per connection
+        self._stopping = False
 
     @property
     def bind_host(self) -> str:
@@ -59,6 +61,7 @@ class Receiver:
 
     async def start(self) -> int:
         """Bind the first free port of the range and return it."""
+        self._stopping = False
         first, count = self.config.port, self.config.auto_bind
         last_error: OSError | None = None
         for port in range(first, first + count):
@@ -81,17 +84,30 @@ class Receiver:
         ) from last_error
 
     async def stop(self) -> None:
-        """Stop listening and close every incoming connection."""
+        """Stop listening and close every incoming connection, within :data:`STOP_TIMEOUT`.
+
+        Bounded whatever the peers do: a connection whose callback runs after this
+        began is closed at once, a task that lost its cancel is cancelled again, and
+        a connection still open at the deadline is aborted (issue 12: a peer's
+        connection that outlived its cancel held a node's stop until the peer left).
+        """
+        self._stopping = True
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_TIMEOUT
+        while self._tasks:  # a connection accepted meanwhile adds its task
+            tasks = list(self._tasks)
+            left = await cancel_and_wait(tasks, timeout=max(deadline - loop.time(), 0.0))
+            for task in left:
+                logger.warning("receiver: aborting a connection that did not end on stop")
+                self._tasks.pop(task).transport.abort()
+            for task in tasks:
+                self._tasks.pop(task, None)
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+                async with asyncio.timeout(max(deadline - loop.time(), 0.1)):
+                    await self._server.wait_closed()
             self._server = None
 
     async def _work(self, conn: Connection, data: asyncio.Queue[Envelope]) -> None:
@@ -109,7 +125,10 @@ class Receiver:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        if self._stopping:  # accepted as the listener closed: not served
+            writer.close()
+            return
+        self._tasks[task] = writer
         peername = writer.get_extra_info("peername")
         source = f"{peername[0]}:{peername[1]}" if peername else "?"
         try:
@@ -121,6 +140,8 @@ class Receiver:
                 max_message_size=self.config.max_message_size,
                 timeout=HANDSHAKE_TIMEOUT,
             )
+            if self._stopping:  # the handshake ended as the stop began
+                return
             self.on_accepted(conn)
             local_id = self.local().id
             # DATA is handled in order by a worker of its own, so that this loop goes
@@ -149,5 +170,5 @@ class Receiver:
             # stop() cancels us; asyncio's server callback must see a finished task.
             pass
         finally:
-            self._tasks.discard(task)
+            self._tasks.pop(task, None)
             writer.close()

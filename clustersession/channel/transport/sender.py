@@ -24,6 +24,7 @@ from ..histogram import Histogram
 from ..member import Member, member_fields
 from ..options import SYNC_ACK, USE_ACK
 from ..security import Keys
+from ..tasks import cancel_and_wait
 from .connection import Connection, parse_member_record
 from .frames import Envelope, MessageType
 
@@ -124,6 +125,9 @@ class PeerSender:
                     max_message_size=self.max_message_size,
                     timeout=timeout,
                 )
+                if self._closed:  # closed while connecting: kept, it would never be closed
+                    conn.close()
+                    raise ConnectionError("sender is closed")
                 if self._ever_connected:
                     self.stats.reconnects += 1
                 self._ever_connected = True
@@ -301,9 +305,7 @@ class PeerSender:
                 await asyncio.wait_for(conn.drain(), 0.5)
         self._drop_connection("closed", notify=False)
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+            await cancel_and_wait([self._reader], logger=logger)
             self._reader = None
 
     def _drop_connection(self, reason: str, *, notify: bool = False) -> None:
