@@ -39,8 +39,9 @@ unit: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m "not quarantine"
 
 ## Tests known to fail sometimes (cause not found yet), kept runnable until fixed.
+## None today: pytest's exit 5 (nothing collected) then counts as success.
 quarantine: $(STAMP) system-deps
-	$(BIN)/python -m pytest -m quarantine
+	$(BIN)/python -m pytest -m quarantine || [ $$? -eq 5 ]
 
 ## Fuzz every decoder a peer or a client reaches, long: FUZZ_EXAMPLES examples per
 ## property, random (CI runs a few derandomized ones). A failure is kept in .hypothesis/.
