@@ -60,6 +60,7 @@ from .manager import (
     SessionRoles,
 )
 from .ownership import Placement
+from .proxies import Proxies
 from .record import SessionDelta, SessionRecord
 from .replicated_store import ReplicatedStore
 from .replication import Replicator
@@ -118,7 +119,7 @@ class BackupManager(ReplicatedStore):
             replicated_names=config.manager.session_attribute_name_filter,
             lifetime=config.manager.lifetime,
         )
-        self.proxies: dict[str, tuple[str | None, int]] = {}
+        self.proxies = Proxies()
         """Sessions held elsewhere: token -> (route of the primary, its stamp)."""
         self.counters = ReplicationCounters()
         self.timings = ReplicationTimings()
@@ -386,7 +387,7 @@ class BackupManager(ReplicatedStore):
         live = self.placement.members() if members is None else members
         if route is None:
             record = self.store.get(token)
-            route = record.route if record is not None else self.proxies.get(token, (None, 0))[0]
+            route = record.route if record is not None else self.proxies.route(token)
         local = self.channel.local.id
         return [live[m] for m in self.placement.owners(token, route, live).all if m != local]
 
@@ -398,7 +399,7 @@ class BackupManager(ReplicatedStore):
         ]
         entries.extend(
             Change(token, 0.0, route=route, route_stamp=stamp)
-            for token, (route, stamp) in self.proxies.items()
+            for token, route, stamp in self.proxies.items()
         )
         return entries
 
@@ -419,20 +420,20 @@ class BackupManager(ReplicatedStore):
         known = None if token in self.store else self.proxies.get(token)
         super().apply(change, remote=remote)
         if change.invalidated or token in self.store:
-            self.proxies.pop(token, None)
+            self.proxies.pop(token)
         record = self.store.get(token)
         if known is not None and record is not None and known[1] > record.route_stamp:
             # A copy older than what this node heard of its route: the route it heard wins.
             super().apply(Change(token, 0.0, route=known[0], route_stamp=known[1]), remote=True)
         if change.renamed_from is not None:
-            self.proxies.pop(change.renamed_from, None)
+            self.proxies.pop(change.renamed_from)
 
     def _note_proxy(self, token: str, route: str | None, stamp: int) -> None:
         if token in self.tombstones:
             return
         known = self.proxies.get(token)
         if known is None or stamp > known[1]:
-            self.proxies[token] = (route, stamp)
+            self.proxies.put(token, route, stamp)
 
     def expire(self, record: SessionRecord) -> None:
         """Remove an expired session; its primary tells every node (their proxies go)."""
@@ -553,7 +554,7 @@ class BackupManager(ReplicatedStore):
             self.apply(Change(token, 0.0, route=route, route_stamp=stamp), remote=True)
         self.counters.bad_messages += self.merge_remote([], message.dead)
         for token in message.gone:
-            self.proxies.pop(token, None)
+            self.proxies.pop(token)
             record = self.store.get(token)
             if record is not None and record.route != self.channel.local.route:
                 self.expire(record)  # expired on its primary: a copy follows

@@ -35,6 +35,7 @@ Decoding checks every type and raises :class:`WireError`.
 from __future__ import annotations
 
 import enum
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,8 +166,11 @@ def from_wire(data: Any) -> Change:
         raise WireError("change token or access time has the wrong type")
     if created is not None and not isinstance(created, _NUMBERS):
         raise WireError("change creation time has the wrong type")
-    if route is not None and type(route) is not str:
-        raise WireError("change route has the wrong type")
+    if route is not None:
+        if type(route) is not str:
+            raise WireError("change route has the wrong type")
+        # One string per route, not one per session held (~50 B each: 100,000 copies).
+        route = sys.intern(route)
     if interval is not None and type(interval) is not int:
         raise WireError("change interval has the wrong type")
     if renamed_from is not None and type(renamed_from) is not str:
@@ -407,7 +411,8 @@ def _owners(values: Any) -> list[tuple[str, str | None, int]]:
             raise WireError("malformed owner entry")
         if item[1] is not None and type(item[1]) is not str:
             raise WireError("owner entry route has the wrong type")
-        owners.append((item[0], item[1], stamp_from_wire(item[2])))
+        route = item[1] if item[1] is None else sys.intern(item[1])
+        owners.append((item[0], route, stamp_from_wire(item[2])))
     return owners
 
 

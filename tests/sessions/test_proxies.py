@@ -1,0 +1,64 @@
+"""The backup manager's proxy table: what is put is read back, whatever the routes."""
+
+from __future__ import annotations
+
+import pytest
+
+from clustersession.sessions import proxies
+from clustersession.sessions.proxies import Proxies
+from clustersession.sessions.wire import STAMP_BYTES
+
+STAMP = (1_764_000_000_000 << 48) | 0xDEADBEEF  # a realistic HLC stamp (~2^89)
+
+
+def test_entries_read_back_as_put() -> None:
+    table = Proxies()
+    table.put("a", "node1", STAMP)
+    table.put("b", None, 1)
+    table.put("c", "node2", (1 << 96) - 1)
+    assert table.get("a") == ("node1", STAMP)
+    assert table.get("b") == (None, 1)
+    assert table.get("c") == ("node2", (1 << 96) - 1)
+    assert table.get("d") is None
+    assert table.route("a") == "node1" and table.route("d") is None
+    assert sorted(table.items()) == [
+        ("a", "node1", STAMP),
+        ("b", None, 1),
+        ("c", "node2", (1 << 96) - 1),
+    ]
+    assert "a" in table and "d" not in table and len(table) == 3 and set(table) == {"a", "b", "c"}
+
+
+def test_put_replaces_and_pop_forgets() -> None:
+    table = Proxies()
+    table.put("a", "node1", STAMP)
+    table.put("a", "node2", STAMP + 1)
+    assert table.get("a") == ("node2", STAMP + 1)
+    table.pop("a")
+    table.pop("never-there")
+    assert table.get("a") is None and len(table) == 0
+
+
+def test_a_stamp_wider_than_the_wire_is_refused() -> None:
+    assert proxies.STAMP_BITS == 8 * STAMP_BYTES
+    with pytest.raises(ValueError):
+        Proxies().put("a", "node1", 1 << proxies.STAMP_BITS)
+
+
+def test_routes_no_entry_uses_are_dropped_and_the_others_kept() -> None:
+    table = Proxies()
+    # Nodes that come and go under new routes: far more routes than the table keeps.
+    for i in range(3000):
+        table.put(f"t{i}", f"route{i}", STAMP + i)
+        if i % 3:
+            table.pop(f"t{i}")
+    expected = {(f"t{i}", f"route{i}", STAMP + i) for i in range(0, 3000, 3)}
+    assert set(table.items()) == expected
+    assert len(table._routes) < 2 * proxies._ROUTES_COMPACTED_AT
+
+
+def test_many_routes_in_use_are_all_kept() -> None:
+    table = Proxies()
+    for i in range(5000):
+        table.put(f"t{i}", f"route{i}", STAMP + i)
+    assert set(table.items()) == {(f"t{i}", f"route{i}", STAMP + i) for i in range(5000)}
