@@ -8,6 +8,7 @@ from typing import Any, Final
 FIGURES: Final = (
     ("requests_per_s", "aggregate writes/s (sum over nodes)", "scaling-throughput.png"),
     ("rss_mb", "RSS per node, MB (mean), 100,000 sessions", "scaling-memory.png"),
+    ("rss_sessions_mb", "RSS above each node's idle base, MB (mean)", "scaling-memory-above.png"),
     ("bytes_per_write", "bytes sent to peers per write", "scaling-bytes.png"),
     ("ready_s", "new node: spawn to /readyz 200, s", "scaling-ready.png"),
 )
