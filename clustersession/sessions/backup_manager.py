@@ -64,7 +64,7 @@ from .proxies import Proxies
 from .record import SessionDelta, SessionRecord
 from .replicated_store import ReplicatedStore
 from .replication import Replicator
-from .state_transfer import StateTransfer
+from .state_transfer import RouteEntry, StateTransfer
 from .wire import Kind, Message, WireError, decode, encode
 
 logger = logging.getLogger("clustersession")
@@ -391,16 +391,10 @@ class BackupManager(ReplicatedStore):
         local = self.channel.local.id
         return [live[m] for m in self.placement.owners(token, route, live).all if m != local]
 
-    def _index(self) -> list[Change]:
+    def _index(self) -> list[RouteEntry]:
         """Every session known here, route only: what a joining node learns (its proxies)."""
-        entries = [
-            Change(r.token, r.last_accessed_at, route=r.route, route_stamp=r.route_stamp)
-            for r in self.store
-        ]
-        entries.extend(
-            Change(token, 0.0, route=route, route_stamp=stamp)
-            for token, route, stamp in self.proxies.items()
-        )
+        entries = [(r.token, r.route, r.route_stamp, r.last_accessed_at) for r in self.store]
+        entries.extend((token, route, stamp, 0.0) for token, route, stamp in self.proxies.items())
         return entries
 
     # -- merging -----------------------------------------------------------------------
