@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clustersession.sessions import proxies
+from clustersession.sessions.ids import SessionIds
 from clustersession.sessions.proxies import Proxies
 from clustersession.sessions.wire import STAMP_BYTES
 
@@ -62,3 +63,28 @@ def test_many_routes_in_use_are_all_kept() -> None:
     for i in range(5000):
         table.put(f"t{i}", f"route{i}", STAMP + i)
     assert set(table.items()) == {(f"t{i}", f"route{i}", STAMP + i) for i in range(5000)}
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        SessionIds("secret", "node1").new_token(),  # 44 characters: random part and tag
+        SessionIds(None, "node1").new_token(),  # 22 characters
+        "A" * 44,  # leading zero bits
+        "-_" * 9,
+        "a" * 15,  # short: kept as a str
+        "not.base64url",
+        "spaces are fine too",
+        "",
+    ],
+)
+def test_any_token_is_its_own_entry(token: str) -> None:
+    table = Proxies()
+    table.put(token, "node1", STAMP)
+    table.put(token + "x", "node2", STAMP + 1)
+    assert token in table and token + "x" in table and token[:-1] + "y" not in table
+    assert list(table) == [token, token + "x"]
+    assert table.get(token) == ("node1", STAMP)
+    assert sorted(table.items()) == [(token, "node1", STAMP), (token + "x", "node2", STAMP + 1)]
+    table.pop(token)
+    assert list(table) == [token + "x"]
