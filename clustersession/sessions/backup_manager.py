@@ -736,11 +736,10 @@ class BackupManager(ReplicatedStore):
         ours = _differing(ours, my_buckets, buckets)
         self.counters.sessions_repaired += len(ours)
         dead = [(t, s) for t, (s, _) in self.tombstones.items()]
-        changes = [snapshot(r) for r in ours]
         size = self.config.manager.send_all_sessions_size
-        messages: Iterable[Message] = (
-            Message(Kind.RECORDS, changes=list(b), dead=dead if last else [])
-            for _, b, last in chunked(changes, size)
+        messages: Iterable[Message] = (  # snapshots chunk by chunk, as _push makes them
+            Message(Kind.RECORDS, changes=[snapshot(r) for r in b], dead=dead if last else [])
+            for _, b, last in chunked(ours, size)
         )
         with contextlib.suppress(ChannelError):
             await send_acknowledged(self.channel, [member], messages)
@@ -752,9 +751,12 @@ class BackupManager(ReplicatedStore):
         whose digests differ from its ``buckets`` (empty: all of them)."""
         held = [r for r in list(self.store) if r.route == member.route]
         _, _, mine = _digests(held)
-        changes = [snapshot(r) for r in _differing(held, mine, buckets)]
+        differing = _differing(held, mine, buckets)
         size = self.config.manager.send_all_sessions_size
-        messages = (Message(Kind.RECORDS, changes=list(b)) for _, b, _ in chunked(changes, size))
+        messages = (
+            Message(Kind.RECORDS, changes=[snapshot(r) for r in b])
+            for _, b, _ in chunked(differing, size)
+        )
         with contextlib.suppress(ChannelError):
             await send_acknowledged(self.channel, [member], messages)
 
