@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from clustersession.sessions import proxies
@@ -83,8 +85,39 @@ def test_any_token_is_its_own_entry(token: str) -> None:
     table.put(token, "node1", STAMP)
     table.put(token + "x", "node2", STAMP + 1)
     assert token in table and token + "x" in table and token[:-1] + "y" not in table
-    assert list(table) == [token, token + "x"]
+    assert sorted(table) == sorted([token, token + "x"])
     assert table.get(token) == ("node1", STAMP)
     assert sorted(table.items()) == [(token, "node1", STAMP), (token + "x", "node2", STAMP + 1)]
     table.pop(token)
     assert list(table) == [token + "x"]
+
+
+def test_a_random_history_reads_back_as_a_dict_would() -> None:
+    """Puts, replacements and pops of signed, unsigned and odd tokens, checked against
+    a dict after every step (the table grows, shrinks and reuses deleted rows)."""
+    rng = random.Random(12)
+    signed, unsigned = SessionIds("secret", "n"), SessionIds(None, "n")
+    tokens = [signed.new_token() for _ in range(400)] + [unsigned.new_token() for _ in range(200)]
+    tokens += [f"odd.{i}" for i in range(50)] + ["A" * 44, "A" * 22, "_" * 44]
+    table, model = Proxies(), {}
+    for step in range(6000):
+        token = rng.choice(tokens)
+        if rng.random() < 0.35:
+            table.pop(token)
+            model.pop(token, None)
+        else:
+            route = rng.choice([None, "node1", "node2", "node3"])
+            stamp = rng.randrange(1 << 96)
+            table.put(token, route, stamp)
+            model[token] = (route, stamp)
+        assert table.get(token) == model.get(token), step
+        if step % 500 == 0 or step == 5999:
+            assert len(table) == len(model)
+            assert sorted(table) == sorted(model)
+            assert sorted(table.items(), key=str) == sorted(
+                ((t, r, s) for t, (r, s) in model.items()), key=str
+            )
+            assert all(table.get(t) == model.get(t) for t in tokens)
+    for token in list(model):
+        table.pop(token)
+    assert len(table) == 0 and list(table) == []
