@@ -7,7 +7,7 @@ entry at best (a key object, a value object, the table); ours are base64url
 tokens, so an entry is instead one fixed-width row of a ``bytearray`` hash table
 (open addressing, linear probing): the token's bytes, the route stamp and the
 index of the primary's route in a small table of routes. A 44-character token
-makes a 48-byte row; at the table's load (1/2 to 3/4) that is 64-96 B an entry,
+makes a 48-byte row; at the table's load (3/8 to 3/4) that is 64-128 B an entry,
 where a dict of tuples took ~310 (``python -m bench.memory``). Other tokens
 (tests' short ones) go to a plain dict.
 """
@@ -125,17 +125,24 @@ class _Rows:
                 buffer[end - _ROUTE_BYTES : end] = routes[old].to_bytes(_ROUTE_BYTES, "big")
 
     def _resize(self) -> None:
-        """Rebuild at a load of 1/2, without the deleted rows (it grows to 3/4: not
-        powers of two, so the load, and the bytes an entry takes, stay in that range)."""
-        rows = max(_MIN_ROWS, 2 * self.used)
-        old, old_row = self.buffer, self.row
-        self.rows, self.buffer, self.used, self.deleted = rows, bytearray(old_row * rows), 0, 0
-        for at in range(0, len(old), old_row):
-            if old[at] == _USED:
-                raw = bytes(old[at + 1 : at + 1 + self.width])
-                _, free = self.find(raw)
-                self.buffer[free : free + old_row] = old[at : at + old_row]
-                self.used += 1
+        """Rebuild at a load of 3/8, without the deleted rows: it grows to 3/4, so each
+        rebuild doubles it (their cost stays linear) and an entry takes 64-128 B."""
+        rows = max(_MIN_ROWS, 8 * self.used // 3)
+        old, row, width = self.buffer, self.row, self.width
+        new = bytearray(row * rows)
+        used = 0
+        for at in range(0, len(old), row):
+            if old[at] != _USED:
+                continue
+            raw = bytes(old[at + 1 : at + 1 + width])
+            index = hash(raw) % rows  # the rows are all distinct: the first empty one
+            while new[index * row]:
+                index += 1
+                if index == rows:
+                    index = 0
+            new[index * row : index * row + row] = old[at : at + row]
+            used += 1
+        self.rows, self.buffer, self.used, self.deleted = rows, new, used, 0
 
 
 class Proxies:
