@@ -68,7 +68,7 @@ bench-failover: $(STAMP)
 
 ## The scaling curve, delta vs backup on 2, 3, 5, 8 loopback nodes (bench/README.md): ~10 minutes.
 bench-scaling: $(STAMP)
-	$(BIN)/python -m bench.scaling --json scaling-figures.json
+	$(BIN)/python -m bench.scaling --json bench/scaling-figures.json
 
 ## The chaos runs and their figures (docs/reliability.md): about 10 minutes, needs root.
 chaos: $(STAMP) system-deps

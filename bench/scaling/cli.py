@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import statistics
 import sys
@@ -138,7 +139,9 @@ def _measure(count: int, order: tuple[str, ...], args: argparse.Namespace, ports
             requests_per_s=statistics.median(s["requests_per_s"] for s in mine),
             requests_per_s_rounds=[s["requests_per_s"] for s in mine],
             errors=sum(s["errors"] for s in mine),
-            bytes_per_write=sum(s["bytes_sent"] for s in mine) / writes if writes else 0.0,
+            bytes_per_write=sum(s["bytes_sent"] for s in mine) / writes
+            if writes and not any(math.isnan(s["bytes_per_write"]) for s in mine)
+            else float("nan"),
         )
         rows.append(row)
     return rows
@@ -148,6 +151,8 @@ def _ratio(rows: list[dict[str, Any]], count: int, key: str) -> float | None:
     found = {r["kind"]: r[key] for r in rows if r["nodes"] == count}
     if "delta" not in found or "backup" not in found or not found["delta"]:
         return None
+    if any(math.isnan(value) for value in found.values()):
+        return None  # not measured (see load.run): no verdict rather than a wrong one
     return float(found["backup"] / found["delta"])
 
 
