@@ -147,9 +147,13 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
         record.max_inactive_interval, record.interval_stamp = change.interval, change.interval_stamp
     attributes, stamps, removed = record.attributes, record.stamps, record.removed
     values, value_stamps = change.values, change.value_stamps
+    # A record's attributes are replaced, never changed in place (see SessionRecord):
+    # copied before the first change below, once per merge.
+    copied = False
     if values and not stamps and not removed and 0 not in value_stamps.values():
         # A session's first values (creation, state transfer): taken whole, in C.
-        attributes.update(values)
+        record.attributes = {**attributes, **values} if attributes else dict(values)
+        record.undecoded = None
         stamps.update(value_stamps)
         digest += fields_hash(value_stamps)
         if effects:
@@ -167,6 +171,9 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
             )
             value = values[name]
             old = attributes.get(name)
+            if not copied:
+                attributes = record.attributes = dict(attributes)
+                record.undecoded, copied = None, True
             attributes[name] = value
             stamps[name] = stamp
             if removed:
@@ -187,6 +194,9 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
         )
         removed[name] = stamp
         stamps.pop(name, None)
+        if not copied and name in attributes:
+            attributes = record.attributes = dict(attributes)
+            record.undecoded, copied = None, True
         old = attributes.pop(name, None)
         if effects and old is not None:
             effect.append(("attribute_removed", name, None, old))

@@ -23,6 +23,8 @@ class SessionRecord:
     last_accessed_at: float
     max_inactive_interval: int
     attributes: dict[str, bytes] = field(default_factory=dict)
+    # Never changed in place once stored: merge() replaces the dict (copy-on-write),
+    # so a request reads its session's values as they were when it began, uncopied.
     # Replication metadata (see .change): the stamp of each attribute's value, of
     # each removed attribute (a tombstone, so a late write cannot bring it back),
     # and of the route and interval. Zero means "never stamped".
@@ -35,6 +37,11 @@ class SessionRecord:
     # replicated, stamped or digested (None, not {}: most sessions have none).
     local: dict[str, bytes] | None = field(default=None, repr=False)
     bucket: int = field(default=0, repr=False, compare=False)  # the store's, set by put()
+    # What a request's session starts from: (attributes, {key: placeholder}) for the
+    # attributes dict it was built for (see session.Session); None until a request reads.
+    undecoded: tuple[dict[str, bytes], dict[str, object]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def is_expired(self, now: float) -> bool:
         """Whether the session has been idle longer than its interval."""

@@ -38,6 +38,29 @@ ACCESS_RESOLUTION = 1.0
 _IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
 
 
+# Key sets seen (sessions of one app mostly share a few): key -> _UNDECODED, never changed.
+_PLACEHOLDERS: dict[tuple[str, ...], dict[str, Any]] = {}
+
+
+def _placeholders(record: SessionRecord, stored: dict[str, bytes]) -> dict[str, Any]:
+    """Every key of ``stored`` (the record's attributes) mapped to ``_UNDECODED``.
+
+    Kept on the record for as long as its attributes dict is the same object, so a
+    request copies one prepared dict (C, ``dict.update``) rather than build it.
+    """
+    cached = record.undecoded
+    if cached is not None and cached[0] is stored:
+        return cached[1]
+    keys = tuple(stored)
+    placeholders = _PLACEHOLDERS.get(keys)
+    if placeholders is None:
+        if len(_PLACEHOLDERS) >= 1024:  # bound the odd key sets
+            _PLACEHOLDERS.clear()
+        placeholders = _PLACEHOLDERS[keys] = dict.fromkeys(keys, _UNDECODED)
+    record.undecoded = (stored, placeholders)
+    return placeholders
+
+
 def _encode(key: object, value: object) -> bytes:
     if not isinstance(key, str):
         raise TypeError(f"session keys must be str, got {type(key).__name__} {key!r}")
@@ -107,13 +130,16 @@ class Session(StarletteSession):
             self._start_new(default_max_inactive_interval)
         else:
             stored = record.attributes
+            # Not a copy: a concurrent request's commit replaces the record's dict
+            # rather than change this one (see SessionRecord.attributes).
+            self._stored: dict[str, bytes] = stored
             if record.local:  # attributes session_attribute_name_filter keeps here
-                stored = {**stored, **record.local}
-            # A copy: a concurrent request may commit to the record while this one runs.
-            self._stored: dict[str, bytes] = dict(stored)
-            if stored:
+                self._stored = {**stored, **record.local}
+                dict.update(self, dict.fromkeys(self._stored, _UNDECODED))
+                self._undecoded = True
+            elif stored:
                 # Every key, each value decoded on first touch (_value, _decode_all).
-                dict.update(self, dict.fromkeys(stored, _UNDECODED))
+                dict.update(self, _placeholders(record, stored))
                 self._undecoded = True
             self._record: SessionRecord | None = record
             self._token: str | None = record.token

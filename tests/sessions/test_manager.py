@@ -38,6 +38,28 @@ async def test_concurrent_requests_writing_different_keys_keep_both() -> None:
     assert decoded == {"a": 1, "cart": ["apple"], "theme": "dark"}
 
 
+async def test_a_request_reads_its_session_as_it_began_while_another_commits() -> None:
+    ids, manager = SessionIds("k", "n1"), LocalManager()
+    first = new_session(manager, ids)
+    first.update({"a": 1, "b": 2})
+    await manager.commit(first.changes(manager.clock()))
+    token = first.id.partition(".")[0]
+
+    reader, writer = new_session(manager, ids, token), new_session(manager, ids, token)
+    writer["a"] = 10
+    writer["c"] = 3
+    del writer["b"]
+    await manager.commit(writer.changes(manager.clock()))
+
+    # Read after the other commit, first touched now: still what the request began with.
+    assert (reader["a"], reader["b"], "c" in reader) == (1, 2, False)
+    assert reader.pop("missing", None) is None  # a removal that removes nothing
+    await manager.commit(reader.changes(manager.clock() + 2))
+    record = manager.lookup(token)
+    assert record is not None
+    assert {k: codec.decode(v) for k, v in record.attributes.items()} == {"a": 10, "c": 3}
+
+
 async def test_read_only_request_sends_an_access_only_delta() -> None:
     ids, manager = SessionIds(None, None), LocalManager()
     first = new_session(manager, ids)
