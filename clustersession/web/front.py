@@ -190,8 +190,10 @@ class SessionFront:
         )
         # The client's cookie names another route than the session has (a failover,
         # or a renamed session): hand it the current id even if nothing changes.
-        session.cookie_stale = record is not None and cookie_route != record.route
-        session.retired = opened is not None and opened.retired
+        if record is not None and cookie_route != record.route:
+            session.cookie_stale = True
+        if opened is not None and opened.retired:
+            session.retired = True
         primary = None
         if record is not None and self.primary_indicator:
             primary = record.route == self.ids.route  # after a failover re-route: ours

@@ -112,7 +112,10 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         if not manager.ready:
             await self._start()  # without lifespan; or waits for the state transfer
             _publish(scope, self.admin)
-        session = await self._open(scope)
+        cookie_value = front.cookie.read(scope["headers"])
+        if cookie_value is not None and manager.fetches:
+            await front.fetch(cookie_value, manager)
+        session = self._open(scope, cookie_value)
 
         # The start is held until the first body message: a response whose whole body
         # is that message (an empty one above all: Content-Length 0 completes it with
@@ -134,7 +137,10 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
                 # decided here, without awaiting a coroutine for it.
                 commit = front.commit(session, path, now=manager.clock())
                 if commit is not None:
-                    await self._apply_commit(commit)
+                    if manager.waits_for_peers or self._principal_limit > 0:
+                        await self._apply_commit(commit)
+                    else:  # one node, or asynchronous replication: nothing to wait for
+                        manager.commit_nowait(commit.deltas, replicate=commit.replicate)
             if held is not None:
                 start, held = held, None
                 await send(start)
@@ -155,18 +161,18 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         if not self.manager.ready:
             await self._start()
             _publish(scope, self.admin)
-        session = await self._open(scope)
+        cookie_value = self.front.cookie.read(scope["headers"])
+        if cookie_value is not None and self.manager.fetches:
+            await self.front.fetch(cookie_value, self.manager)
+        session = self._open(scope, cookie_value)
         # No response headers to carry a cookie: only an existing session is saved.
         await self.app(scope, receive, send)
         if session.existed:
             await self._commit(session, scope["path"])
 
-    async def _open(self, scope: Scope) -> Session:
-        """The request's session from its cookie, put in the scope with the admin API."""
+    def _open(self, scope: Scope, cookie_value: str | None) -> Session:
+        """The session the cookie names (fetched already), put in the scope with the admin API."""
         front, manager = self.front, self.manager
-        cookie_value = front.cookie.read(scope["headers"])
-        if cookie_value is not None and manager.fetches:
-            await front.fetch(cookie_value, manager)
         opening = front.open(
             cookie_value, manager.open, now=manager.clock(), may_create=self._may_create
         )
@@ -189,7 +195,7 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
         manager = self.manager
         if manager.waits_for_peers:
             await manager.commit(commit.deltas, replicate=commit.replicate)
-        else:  # nothing to wait for (one node, or asynchronous replication): no coroutine
+        else:  # nothing to wait for (one node, or asynchronous replication)
             manager.commit_nowait(commit.deltas, replicate=commit.replicate)
         if self._principal_limit > 0:
             await self.admin.enforce_limit(commit.deltas)
