@@ -123,9 +123,13 @@ class Replicator:
         return self._outbox_sent
 
     def _start_sending(self) -> None:
-        if self._outbox_sent is not None and not self._sending:
-            self._sending = True
-            self._tasks.spawn(self._send_groups(), "clustersession-delta")
+        # The batch is taken here, in the callback: what the next iteration queues
+        # is the next batch, as before the sending task existed.
+        if not self._sending:
+            batch = self._take()
+            if batch is not None:
+                self._sending = True
+                self._tasks.spawn(self._send_groups(batch), "clustersession-delta")
 
     def _take(self) -> _Batch | None:
         """What is queued, leaving the outbox empty (``None``: nothing is)."""
@@ -146,15 +150,17 @@ class Replicator:
         """Send ``changes`` in a DELTA of their own, in the background."""
         self._tasks.spawn(self.send_delta(changes), "clustersession-delta")
 
-    async def _send_groups(self) -> None:
-        """Send the queued group; then, in the same task, each group that gathered meanwhile.
+    async def _send_groups(self, first: _Batch) -> None:
+        """Send ``first``; then, in the same task, each group that gathered meanwhile.
 
         One task for a run of groups: the next DELTA goes out in the loop iteration
         that learns the previous one was acknowledged, with no task to start first.
         """
+        batch: _Batch | None = first
         try:
-            while (batch := self._take()) is not None:
+            while batch is not None:
                 await self._send_batch(*batch)
+                batch = self._take()
         finally:
             self._sending = False
             if self._outbox_sent is not None:  # left by a failure or a cancel: a new task
