@@ -12,7 +12,6 @@ from typing import Literal
 SameSite = Literal["lax", "strict", "none"]
 
 _CLEARED = "expires=Thu, 01 Jan 1970 00:00:00 GMT"
-_SET_HEADERS_CACHED = 4096
 
 
 class SessionCookie:
@@ -53,7 +52,6 @@ class SessionCookie:
         self._flags = "".join("; " + flag for flag in flags)
         self._name_bytes = name.encode("latin-1")
         self._prefix = self._name_bytes + b"="
-        self._set_headers: dict[str, str] = {}  # value -> its Set-Cookie (see set_header)
         # A name holding "=" or ";" (or blank) does not split as the prefix says: no shortcut.
         self._plain = bool(name.strip()) and name == name.strip() and not set(name) & set("=;")
 
@@ -82,15 +80,8 @@ class SessionCookie:
 
     def set_header(self, value: str) -> str:
         """A ``Set-Cookie`` value that stores ``value``."""
-        # Every write of a session sends its cookie again, the same header each time.
-        header = self._set_headers.get(value)
-        if header is None:
-            if len(self._set_headers) >= _SET_HEADERS_CACHED:
-                self._set_headers.clear()
-            max_age = f"; Max-Age={self.max_age}" if self.max_age is not None else ""
-            header = f"{self.name}={value}; path={self.path}{max_age}{self._flags}"
-            self._set_headers[value] = header
-        return header
+        max_age = f"; Max-Age={self.max_age}" if self.max_age is not None else ""
+        return f"{self.name}={value}; path={self.path}{max_age}{self._flags}"
 
     def clear_header(self) -> str:
         """A ``Set-Cookie`` value that deletes the cookie."""
