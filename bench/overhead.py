@@ -355,6 +355,7 @@ def measure(options: Options, rows: tuple[str, ...]) -> list[Sample]:
                                 scripts[variant], duration=options.duration,
                                 connections=options.connections,
                                 counter=f"{len(samples) + 1:2d}/{total}",
+                                pgid=servers[variant].process.pid,
                             )
                         )  # fmt: skip
             samples += _measure_size(options, servers["ours"], workdir, len(samples), total)
@@ -379,6 +380,7 @@ def _measure_size(
                     "ours", scenario, round_, ours.port, scripts[scenario],
                     duration=options.duration, connections=options.connections,
                     counter=f"{done + len(samples) + 1:2d}/{total}",
+                    pgid=ours.process.pid,
                 )
             )  # fmt: skip
     return samples
@@ -400,6 +402,13 @@ def summarise(samples: list[Sample]) -> dict[str, Any]:
             ratios["rps_vs_starsessions"] = (
                 ours["requests_per_s"] / medians["starsessions"]["requests_per_s"]
             )
+        # The same comparison by server CPU per request (the other's over ours, so it
+        # reads like the throughput ratio): steadier than req/s on a loaded machine.
+        for other in ("none", "starlette"):
+            if "cpu_us_per_request" in ours and "cpu_us_per_request" in medians[other]:
+                ratios[f"cpu_{other}_over_ours"] = (
+                    medians[other]["cpu_us_per_request"] / ours["cpu_us_per_request"]
+                )
         summary[scenario] = {
             "medians": medians,
             "ratios": ratios,

@@ -138,12 +138,17 @@ def _verdict(met: bool | None) -> str:
 
 def _overhead_section(part: Part, label: str) -> list[str]:
     summary = part.result[label]["summary"] if part.result else {}
-    lines = ["| scenario | row | req/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "| scenario | row | req/s | p50 ms | p99 ms | server CPU µs/request |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for scenario, result in summary.items():
         for row, m in result["medians"].items():
             p50 = f"{m['p50_ms']:.2f}" if "p50_ms" in m else "-"
+            cpu = f"{m['cpu_us_per_request']:.1f}" if "cpu_us_per_request" in m else "-"
             lines.append(
-                f"| {scenario} | {row} | {m['requests_per_s']:,.0f} | {p50} | {m['p99_ms']:.2f} |"
+                f"| {scenario} | {row} | {m['requests_per_s']:,.0f} | {p50} | {m['p99_ms']:.2f}"
+                f" | {cpu} |"
             )
     lines += ["", "| scenario | ratio | value | target | verdict |", "|---|---|---:|---|---|"]
     for scenario, result in summary.items():

@@ -48,6 +48,7 @@ def sized_session(keys: int, total_bytes: int) -> dict[str, Any]:
 
 
 _RPS_RE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_REQUESTS_RE = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
 _P99_RE = re.compile(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
 _P50_RE = re.compile(r"^\s*50(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
 _NON_2XX_RE = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
@@ -104,6 +105,16 @@ def run_wrk_latencies(
     port: int, path: str, script: Path, *, duration: float, connections: int
 ) -> tuple[float, float, int, float]:
     """As :func:`run_wrk`, plus the median latency: ``(req/s, p99 ms, errors, p50 ms)``."""
+    rps, p99, errors, p50, _ = run_wrk_counted(
+        port, path, script, duration=duration, connections=connections
+    )
+    return rps, p99, errors, p50
+
+
+def run_wrk_counted(
+    port: int, path: str, script: Path, *, duration: float, connections: int
+) -> tuple[float, float, int, float, int]:
+    """As :func:`run_wrk_latencies`, plus how many requests completed."""
     command = [
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
         "--latency", "-s", str(script), f"http://{HOST}:{port}{path}",
@@ -113,7 +124,29 @@ def run_wrk_latencies(
     )
     if result.returncode != 0:
         raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr}{result.stdout}")
-    return (*parse_wrk(result.stdout), parse_p50(result.stdout))
+    done = _REQUESTS_RE.search(result.stdout)
+    requests = int(done.group(1)) if done is not None else 0
+    return (*parse_wrk(result.stdout), parse_p50(result.stdout), requests)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every live process in process group ``pgid``.
+
+    The servers run in a session (and group) of their own, so this is the whole
+    server: uvicorn, or gunicorn's arbiter and its workers.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        # After "pid (comm) ": state ppid pgrp ... utime (12th) stime (13th).
+        fields = text[text.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +160,8 @@ class Sample:
     p99_ms: float
     errors: int  # socket errors + non-2xx/3xx responses
     p50_ms: float = 0.0
+    cpu_us: float = 0.0
+    """Server CPU time (user + system, all its processes) per request, in µs; 0: not taken."""
 
 
 def sample(
@@ -139,17 +174,29 @@ def sample(
     duration: float,
     connections: int,
     counter: str,
+    pgid: int | None = None,
 ) -> Sample:
-    """Run wrk on ``/scenario`` of ``row``'s server, print one progress line, return it."""
-    rps, p99, errors, p50 = run_wrk_latencies(
+    """Run wrk on ``/scenario`` of ``row``'s server, print one progress line, return it.
+
+    With ``pgid`` (the server's process group) the server's CPU time per request is
+    taken too: a figure that the machine's other load and wrk's own share of the
+    cores disturb far less than requests/s.
+    """
+    before = group_cpu_seconds(pgid) if pgid is not None else 0.0
+    rps, p99, errors, p50, requests = run_wrk_counted(
         port, f"/{scenario}", script, duration=duration, connections=connections
     )
+    cpu_us = 0.0
+    if pgid is not None and requests:
+        cpu_us = (group_cpu_seconds(pgid) - before) / requests * 1e6
     print(
         f"  [{counter}] round {round_ + 1} {scenario:5s} {row:13s} {rps:9.0f} req/s"
-        f"  p99 {p99:7.2f} ms" + (f"  ({errors} errors!)" if errors else ""),
+        f"  p99 {p99:7.2f} ms"
+        + (f"  cpu {cpu_us:6.1f} µs/req" if cpu_us else "")
+        + (f"  ({errors} errors!)" if errors else ""),
         flush=True,
     )
-    return Sample(row, scenario, round_, rps, p99, errors, p50)
+    return Sample(row, scenario, round_, rps, p99, errors, p50, cpu_us)
 
 
 def medians(samples: list[Sample], scenario: str, rows: Sequence[str]) -> dict[str, Any]:
@@ -163,6 +210,8 @@ def medians(samples: list[Sample], scenario: str, rows: Sequence[str]) -> dict[s
             "p50_ms": statistics.median(s.p50_ms for s in mine),
             "errors": sum(s.errors for s in mine),
         }
+        if all(s.cpu_us for s in mine):
+            found[row]["cpu_us_per_request"] = statistics.median(s.cpu_us for s in mine)
     return found
 
 
@@ -182,13 +231,14 @@ def http_get(
 
 def print_medians(summary: dict[str, Any], *, label: str, width: int) -> None:
     """The table of medians: a line per scenario and row (``label`` heads the row column)."""
-    print(f"{'scenario':8s} {label:{width}s} {'req/s':>9s} {'p99 ms':>8s}")
+    print(f"{'scenario':8s} {label:{width}s} {'req/s':>9s} {'p99 ms':>8s} {'cpu µs/req':>10s}")
     for scenario, result in summary.items():
         for row, median in result["medians"].items():
             errors = f"  ({median['errors']} errors!)" if median["errors"] else ""
+            cpu = median.get("cpu_us_per_request")
             print(
                 f"{scenario:8s} {row:{width}s} {median['requests_per_s']:9.0f} "
-                f"{median['p99_ms']:8.2f}{errors}"
+                f"{median['p99_ms']:8.2f} {f'{cpu:10.1f}' if cpu else '-':>10s}{errors}"
             )
 
 

@@ -263,6 +263,7 @@ def measure(
                                 row, scenario, round_, running[row].port, scripts[row],
                                 duration=duration, connections=connections,
                                 counter=f"{len(samples) + 1:2d}/{total}",
+                                pgid=running[row].process.pid,
                             )
                         )  # fmt: skip
     return samples
