@@ -231,11 +231,23 @@ class ManagerThread:
         """The manager's wall clock (a plain function: safe on any thread)."""
         return self.start().clock()
 
+    @property
+    def fetches(self) -> bool:
+        """``Manager.fetches``: whether :meth:`fetch` may bring a session here."""
+        return self.start().fetches
+
+    def fetch(self, token: str, route: str | None) -> None:
+        """``Manager.fetch`` on the loop thread, before :meth:`open` (the backup manager).
+
+        ``route`` is the cookie's: it locates a session this node has no proxy
+        entry for yet (it just joined), as on the ASGI side.
+        """
+        manager = self.start()
+        self.run(manager.fetch(token, route))
+
     def open(self, token: str) -> Opened:
         """``Manager.open`` on the loop thread; the record comes back detached."""
         manager = self.start()
-        if manager.fetches:  # the backup manager: the session may be on another node
-            self.run(manager.fetch(token))
         return self.call(lambda: _detached(manager.open(token)))
 
     def may_create(self) -> bool:

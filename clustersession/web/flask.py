@@ -204,7 +204,11 @@ class ClusterSessionInterface(SessionInterface):
         # The front reads raw headers; a WSGI environ holds them decoded as latin-1.
         raw = [] if header is None else [(b"cookie", header.encode("latin-1", "replace"))]
         opening = front.open(
-            front.cookie.read(raw), manager.open, now=manager.clock(), may_create=self._may_create
+            front.cookie.read(raw),
+            manager.open,
+            now=manager.clock(),
+            may_create=self._may_create,
+            fetch=manager.fetch if manager.fetches else None,
         )
         session = opening.session
         assert isinstance(session, FlaskSession)  # the front's session_class

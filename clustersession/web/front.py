@@ -163,8 +163,14 @@ class SessionFront:
         *,
         now: float,
         may_create: Callable[[], bool] | None,
+        fetch: Callable[[str, str | None], object] | None = None,
     ) -> Opening:
-        """The session the cookie's id names (``opener`` asks the manager), or a new one."""
+        """The session the cookie's id names (``opener`` asks the manager), or a new one.
+
+        ``fetch``, if given, is called with the cookie's id and route before
+        ``opener``: the WSGI adapters' way to :meth:`Manager.fetch` (the ASGI side
+        awaits :meth:`fetch` before this instead).
+        """
         opened, cookie_route, original_id = None, None, None
         if cookie_value is not None and not self.expire_at_once:
             parsed = self.ids.parse(cookie_value)
@@ -177,6 +183,8 @@ class SessionFront:
                 )
             else:
                 token, cookie_route = parsed
+                if fetch is not None:
+                    fetch(token, cookie_route)
                 opened = opener(token)
                 if opened.rerouted and self.original_id_key:
                     original_id = cookie_value  # JvmRouteBinderValve's original id

@@ -21,6 +21,7 @@ from django.core.management import call_command
 from django.test import Client
 
 import clustersession.django as engine_module
+import clustersession.web.django as django_engine
 from clustersession import ClusterConfig
 from clustersession.django import SessionStore
 from clustersession.wsgi import ENVIRON_KEY, ClusterSessionWSGIMiddleware
@@ -44,6 +45,7 @@ if not settings.configured:
     django.setup()
 
 from tests.web.django_urls import RECORDER  # noqa: E402  (needs the settings above)
+from tests.web.joined_node import JoinedNode  # noqa: E402
 
 COOKIE = settings.SESSION_COOKIE_NAME
 
@@ -462,3 +464,29 @@ def test_concurrent_requests_each_commit(client: Client) -> None:
     assert not errors
     data = client.get("/get").json()["data"]
     assert all(data[f"k{i}"] == "1" for i in range(8))
+
+
+# -- the backup manager: a session held elsewhere --------------------------------------
+
+
+def test_the_engine_fetches_from_the_cookies_route(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A node that just joined has no proxy entry for the session: the cookie's route
+    # locates it, as on the ASGI side; the engine then re-routes the cookie to it.
+    joined = JoinedNode(CLUSTER["jvm_route"])
+    engine_module.stop()
+    monkeypatch.setattr(django_engine, "manager_for", joined.manager_for)
+    thread = engine_module.engine().manager
+    thread.start()
+    try:
+        key = joined.unknown_session(thread, SECRET, user="carol")
+        client.cookies[COOKIE] = key
+        read = client.get("/get")
+        token = key.partition(".")[0]
+        assert read.json()["data"] == {"user": "carol"}
+        assert joined.holds_as_primary(thread, token)
+        assert cookie_of(read) == f"{token}.{CLUSTER['jvm_route']}"
+    finally:
+        joined.stop(thread)
+        engine_module.stop()
