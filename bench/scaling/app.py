@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from bench.wrk import realistic_session
+from bench.wrk import realistic_session, sized_session
 from clustersession import ClusterConfig, ClusterSessionMiddleware
 from clustersession.sessions import codec
 from clustersession.sessions.ids import SessionIds
@@ -35,9 +35,10 @@ def rss_kb() -> int:
     return 0
 
 
-def session_values(i: int) -> dict[str, Any]:
-    """A logged-in user's session (about 400 B encoded), different for every ``i``."""
-    values = realistic_session()
+def session_values(i: int, size: int | None = None) -> dict[str, Any]:
+    """A logged-in user's session, different for every ``i``: the realistic one
+    (about 400 B encoded), or with ``size``, ten values of about ``size`` bytes in all."""
+    values = realistic_session() if size is None else sized_session(10, size)
     values["user_id"] = i
     values["email"] = f"user{i}@example.com"
     return values
@@ -66,8 +67,11 @@ class Node:
         return JSONResponse({"counter": session["counter"]})
 
     async def bulk(self, request: Request) -> JSONResponse:
-        """Create ``n`` sessions here (``start`` numbers them), as ``n`` logins would."""
+        """Create ``n`` sessions here (``start`` numbers them), as ``n`` logins would;
+        ``size``: their values' bytes (:func:`session_values`). Answers the encoded bytes."""
         n, start = int(request.query_params["n"]), int(request.query_params["start"])
+        size = int(request.query_params["size"]) if "size" in request.query_params else None
+        encoded_bytes = 0
         manager = self.manager
         ids = SessionIds(SECRET, manager.channel.local.route)
         route = manager.channel.local.route
@@ -76,11 +80,13 @@ class Node:
             now = time.time()
             batch = []
             for i in range(first, min(first + BATCH, start + n)):
-                encoded = {k: codec.encode(v) for k, v in session_values(i).items()}
+                encoded = {k: codec.encode(v) for k, v in session_values(i, size).items()}
+                encoded_bytes += sum(len(k) + len(v) for k, v in encoded.items())
                 batch.append(SessionDelta(ids.new_token(), route, now, created_at=now, set=encoded))
             await manager.commit(batch)
             await asyncio.sleep(0)
-        return JSONResponse({"created": n, "seconds": time.perf_counter() - began})
+        seconds = time.perf_counter() - began
+        return JSONResponse({"created": n, "seconds": seconds, "encoded_bytes": encoded_bytes})
 
     async def stats(self, request: Request) -> JSONResponse:
         view = self.manager.view()

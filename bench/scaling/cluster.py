@@ -82,8 +82,10 @@ class Cluster:
         with ThreadPoolExecutor(len(self.nodes)) as pool:
             return list(pool.map(Node.stats, self.nodes))
 
-    def fill(self, sessions: int) -> float:
-        """Every node creates its share of ``sessions``, all at once; the seconds it took."""
+    def fill(self, sessions: int, size: int | None = None) -> tuple[float, float]:
+        """Every node creates its share of ``sessions`` (values of ``size`` bytes, or the
+        realistic session), all at once; the seconds it took, the mean encoded bytes."""
+        encoded = [0] * len(self.nodes)
         shares = [sessions // len(self.nodes)] * len(self.nodes)
         shares[0] += sessions - sum(shares)
         starts = [sum(shares[:i]) for i in range(len(shares))]
@@ -92,16 +94,18 @@ class Cluster:
             node = self.nodes[i]
             for first in range(starts[i], starts[i] + shares[i], CHUNK):
                 n = min(CHUNK, starts[i] + shares[i] - first)
+                sized = "" if size is None else f"&size={size}"
                 status, _, body = http_get(
-                    node.port, f"/bench/bulk?n={n}&start={first}", timeout=300
+                    node.port, f"/bench/bulk?n={n}&start={first}{sized}", timeout=300
                 )
                 if status != 200:
                     raise RuntimeError(f"{node.route}: bulk answered {status} {body!r}")
+                encoded[i] += json.loads(body)["encoded_bytes"]
 
         began = time.monotonic()
         with ThreadPoolExecutor(len(self.nodes)) as pool:
             list(pool.map(create, range(len(self.nodes))))
-        return time.monotonic() - began
+        return time.monotonic() - began, sum(encoded) / max(1, sessions)
 
     def settled(self, sessions: int) -> Callable[[], bool]:
         """Whether every copy is where it belongs: all ``sessions`` on every node (delta);

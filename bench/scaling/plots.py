@@ -7,8 +7,8 @@ from typing import Any, Final
 
 FIGURES: Final = (
     ("requests_per_s", "aggregate writes/s (sum over nodes)", "scaling-throughput.png"),
-    ("rss_mb", "RSS per node, MB (mean), 100,000 sessions", "scaling-memory.png"),
-    ("rss_sessions_mb", "RSS above each node's idle base, MB (mean)", "scaling-memory-above.png"),
+    ("rss_total_mb", "total RSS per node, MB (mean; idle base included)", "scaling-memory.png"),
+    ("rss_above_base_mb", "RSS above each node's idle base, MB (mean)", "scaling-memory-above.png"),
     ("bytes_per_write", "bytes sent to peers per write", "scaling-bytes.png"),
     ("ready_s", "new node: spawn to /readyz 200, s", "scaling-ready.png"),
 )
@@ -26,7 +26,9 @@ def plot(rows: list[dict[str, Any]], directory: Path) -> list[Path]:
     for key, title, name in FIGURES:
         figure, axes = plt.subplots(figsize=(5, 3.4), dpi=100)
         for kind, marker in (("delta", "o"), ("backup", "s")):
-            mine = sorted((r["nodes"], r[key]) for r in rows if r["kind"] == kind)
+            mine = sorted(
+                (r["nodes"], r[key]) for r in rows if r["kind"] == kind and r[key] == r[key]
+            )  # NaN (not measured: --only) is left out
             if mine:
                 axes.plot([n for n, _ in mine], [v for _, v in mine], marker=marker, label=kind)
         axes.set_xlabel("nodes")
