@@ -230,12 +230,22 @@ def _save(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         args.json.write_text(json.dumps(document, indent=2, default=str))
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM ends the run as Ctrl-C does: the ``finally`` stops every node and wrk.
+
+    A second SIGTERM is ignored, so that it cannot cut that cleanup short (nodes
+    left running, their ports held).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.quick:
         args.nodes, args.sessions, args.duration, args.rounds = [2, 3], 5000, 2.0, 1
     check_tools()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     ports = Ports()
     logs = args.logs or Path(tempfile.mkdtemp(prefix="bench-scaling-"))
     logs.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from bench.cluster.nodes import Ports, cluster_env, spawn, stop
 from bench.scaling.app import SECRET
@@ -17,6 +17,26 @@ from bench.wrk import child_env, free_port, http_get, uvicorn_command
 
 READY_PATH: Final = "/readyz"
 CHUNK: Final = 5000  # sessions per /bench/bulk request
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def on_threads(function: Callable[[T], R], items: list[T]) -> list[R]:
+    """``function`` over ``items``, a thread each; results in order.
+
+    Interrupted (SIGTERM, Ctrl-C), it does not wait for the threads: the caller's
+    ``stop_all`` stops the nodes they are talking to, which ends them. (A ``with``
+    executor would first wait for them all: a fill's remaining minutes of requests.)
+    """
+    pool = ThreadPoolExecutor(len(items))
+    try:
+        results = list(pool.map(function, items))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
 
 
 @dataclass
@@ -79,8 +99,7 @@ class Cluster:
             stop(node.process)
 
     def stats(self) -> list[dict[str, Any]]:
-        with ThreadPoolExecutor(len(self.nodes)) as pool:
-            return list(pool.map(Node.stats, self.nodes))
+        return on_threads(Node.stats, self.nodes)
 
     def fill(self, sessions: int, size: int | None = None) -> tuple[float, float]:
         """Every node creates its share of ``sessions`` (values of ``size`` bytes, or the
@@ -103,8 +122,7 @@ class Cluster:
                 encoded[i] += json.loads(body)["encoded_bytes"]
 
         began = time.monotonic()
-        with ThreadPoolExecutor(len(self.nodes)) as pool:
-            list(pool.map(create, range(len(self.nodes))))
+        on_threads(create, list(range(len(self.nodes))))
         return time.monotonic() - began, sum(encoded) / max(1, sessions)
 
     def settled(self, sessions: int) -> Callable[[], bool]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 from pathlib import Path
 from typing import Any
 
+from bench.cluster.nodes import spawn, stop
 from bench.scaling.cluster import Cluster, Node
 from bench.wrk import HOST, lua_string, parse_wrk
 
@@ -36,8 +37,12 @@ def run_load(cluster: Cluster, *, duration: float, connections: int) -> dict[str
             "wrk", "-t1", f"-c{per_node}", f"-d{max(1, round(duration))}s", "--latency",
             "-s", str(script), f"http://{HOST}:{node.port}/write",
         ]  # fmt: skip
-        wrks.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        # Registered with the nodes, so that an interrupted run stops the wrks too.
+        log = cluster.workdir / f"{cluster.label}-{node.route}-wrk.log"
+        wrks.append(spawn(command, log, dict(os.environ), pipes=True))
     outputs = [w.communicate(timeout=duration + 60) for w in wrks]
+    for wrk in wrks:
+        stop(wrk)  # exited already: only forgotten
     after = cluster.stats()
     rps = errors = 0.0
     for out, _ in outputs:
