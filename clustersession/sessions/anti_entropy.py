@@ -36,6 +36,7 @@ class AntiEntropy:
         # Until the state transfer is over, a digest exchange would only cross it
         # (an empty node differs in every bucket): exchanges wait for it.
         self.synced = False
+        self._sending: set[bytes] = set()  # members our buckets are on their way to
 
     async def run_forever(self) -> None:
         """A digest exchange with a random member every ``INTERVAL`` (randomised)."""
@@ -53,9 +54,18 @@ class AntiEntropy:
             await send_acknowledged(self.channel, [member], [digest])
 
     async def answer_digest(self, member: Member, theirs: list[int]) -> None:
-        """``member`` sent its digests: send it ours of the buckets that differ (SYNC)."""
+        """``member`` sent its digests: send it ours of the buckets that differ (SYNC).
+
+        Not while our buckets are still on their way to ``member``: its digests
+        differ only because they have not all arrived, and answering again resent
+        them all. With 100,000 sessions an answer outlasts the ~5 s between rounds
+        (and a gap asks at once), so the answers piled up until no exchange ended
+        (bench/scaling: an 8-node join that never settled). It asks again later.
+        """
         if not self.synced:
             return  # still receiving the cluster's state: nothing useful to compare yet
+        if member.id in self._sending:
+            return
         ours = self.sessions.store.buckets
         differing = {i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b}
         if differing:
@@ -75,6 +85,15 @@ class AntiEntropy:
         most of the store. A SYNC's last chunk names the buckets, which asks the
         peer to answer with its own (RECORDS).
         """
+        if member.id in self._sending:
+            return  # an answer is on its way to it: see answer_digest
+        self._sending.add(member.id)
+        try:
+            await self._send_buckets(member, buckets, kind)
+        finally:
+            self._sending.discard(member.id)
+
+    async def _send_buckets(self, member: Member, buckets: set[int], kind: Kind) -> None:
         records = self.sessions.store.in_buckets(buckets)
         tombstones = self.sessions.tombstones.items()
         dead = [(t, s) for t, (s, _) in tombstones if bucket_of(t) in buckets]

@@ -14,7 +14,9 @@ import pytest
 
 from clustersession.channel import ChannelMessage
 from clustersession.channel import options as opts
+from clustersession.sessions.change import Change
 from clustersession.sessions.delta_manager import DeltaManager
+from clustersession.sessions.wire import Kind, Message, encode
 
 from .memnet import (
     Cluster,
@@ -266,3 +268,30 @@ def deliveries(cluster: Cluster, sender: DeltaManager, receiver: DeltaManager) -
         and event.sender == sender.channel.local
         and event.receiver == receiver.channel.local
     )
+
+
+async def test_a_digest_is_not_answered_again_while_the_answer_is_on_its_way(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by bench/scaling: with 100,000 sessions an answer outlasts the rounds, and
+    # every digest that came meanwhile resent all the differing buckets again, until
+    # no exchange ended (an 8-node join that never settled).
+    a, b = await cluster.start("a"), await cluster.start("b")
+    cluster.partition([a], [b])
+    await a.commit([create(f"s{i}", "a", i=i) for i in range(50)])
+    await cluster.network.settle()
+    cluster.network.heal()
+    received: list[int] = []
+    repair = b.anti_entropy.repair
+
+    def counted(changes: list[Change], dead: list[tuple[str, int]]) -> None:
+        received.append(len(changes))
+        repair(changes, dead)
+
+    monkeypatch.setattr(b.anti_entropy, "repair", counted)
+    stale = encode(Message(Kind.DIGEST, buckets=list(b.store.buckets)))  # b holds nothing
+    for _ in range(3):
+        await b.channel.send([a.channel.local], stale)
+    await cluster.network.settle()
+    assert sum(received) == 50  # once, not once per digest
+    assert divergence([a, b]) == ""
