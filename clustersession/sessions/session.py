@@ -91,18 +91,38 @@ class Session(StarletteSession):
     or use :meth:`peek` for one key.
     """
 
-    # Per-request flags, at their defaults until set (fewer stores per request).
-    _read_all = False  # the whole dict was read (items(), values(), copy() ...)
-    _maybe_removed = False
-    _renamed_from: str | None = None  # regenerate_id(): the old token
-    _interval_changed = False
-    _undecoded = False  # whether some value may still be _UNDECODED
-    # The records invalidate() ended during this request (a tuple until the first).
-    _invalidated: tuple[SessionRecord, ...] = ()
+    # Slots, not the instance __dict__ Starlette's Session would give: a dict subclass's
+    # __dict__ attributes take the interpreter's slow, unspecialised path, and one
+    # Session is built and read a few dozen times per request.
+    __slots__ = (
+        "_created_at",
+        "_ids",
+        "_interval_changed",
+        "_invalidated",
+        "_last_accessed_at",
+        "_loaded",
+        "_max_inactive_interval",
+        "_may_create",
+        "_maybe_removed",
+        "_now",
+        "_read",
+        "_read_all",
+        "_record",
+        "_renamed_from",
+        "_route",
+        "_stored",
+        "_token",
+        "_undecoded",
+        "_written",
+        "accessed",
+        "cookie_stale",
+        "modified",
+        "retired",
+    )
 
-    cookie_stale = False
+    cookie_stale: bool
     """Set by the middleware when the client's cookie names an outdated route."""
-    retired = False
+    retired: bool
     """Set by the middleware when the cookie names an id that invalidate() or
     regenerate_id() retired: the request sees an empty session, and what it writes is
     dropped, so it can neither reach the renamed session (the point of regenerating
@@ -119,6 +139,14 @@ class Session(StarletteSession):
     ) -> None:
         self._ids = ids
         self._now = now
+        # Starlette's flags and the per-request ones (slots have no class defaults).
+        self.accessed = self.modified = False
+        self.cookie_stale = self.retired = False
+        self._read_all = self._maybe_removed = self._interval_changed = False
+        self._undecoded = False  # whether some value may still be _UNDECODED
+        self._renamed_from: str | None = None  # regenerate_id(): the old token
+        # The records invalidate() ended during this request (a tuple until the first).
+        self._invalidated: tuple[SessionRecord, ...] = ()
         # Asked before the first value of a new session is stored (max_active_sessions).
         self._may_create = may_create
         # A dict, not a set: changes are replayed (and listeners called) in access order.

@@ -227,7 +227,9 @@ def test_session_mixin_names_do_not_clash_with_ours() -> None:
     assert mixin & ours == {"modified", "accessed"}
     mro = FlaskSession.__mro__
     assert mro.index(StarletteSession) < mro.index(SessionMixin)
-    assert FlaskSession.modified is False and FlaskSession.accessed is False
+    # Session keeps the flags in slots, set per instance: a new session's are Starlette's.
+    fresh = FlaskSession(SessionIds(SECRET, ROUTE), None, default_max_inactive_interval=60, now=0.0)
+    assert fresh.modified is False and fresh.accessed is False
 
 
 def test_session_transaction_of_the_test_client(client: FlaskClient) -> None:
