@@ -62,9 +62,11 @@ class SessionCookie:
         parsing every cookie into a dict costs more than finding ours.
         """
         name = self._name_bytes
-        # The header values first, in C: most requests carry one Cookie header.
-        for value in [v for k, v in headers if k == b"cookie"]:
-            if name not in value:
+        # A plain loop: a list comprehension is a function call of its own (3.11), and
+        # find() rather than "in", which for bytes first tries the name as an int and
+        # raises (and clears) a TypeError on every request.
+        for key, value in headers:
+            if key != b"cookie" or value.find(name) < 0:
                 continue
             if value.startswith(self._prefix) and self._plain:
                 # Ours is the first cookie (the first chunk is "name=..."): what the
