@@ -411,9 +411,12 @@ class BackupManager(ReplicatedStore):
             if change.route_stamp:
                 self._note_proxy(token, change.route, change.route_stamp)
             return  # a write for a copy that is not here: the owners have it
+        # A token enters the proxies only while it is not in the store, and leaves
+        # them when it enters the store: a held session has no entry to look up or
+        # drop (both decode the token: a third of backup's own cost per write).
         known = None if token in self.store else self.proxies.get(token)
         super().apply(change, remote=remote)
-        if change.invalidated or token in self.store:
+        if known is not None and (change.invalidated or token in self.store):
             self.proxies.pop(token)
         record = self.store.get(token)
         if known is not None and record is not None and known[1] > record.route_stamp:
@@ -524,7 +527,7 @@ class BackupManager(ReplicatedStore):
         sender, kind = message.sender, decoded.kind
         if kind is Kind.DELTA:
             self.replication.received(sender, decoded)
-            self._check_soon(c.token for c in decoded.changes)
+            self._check_soon(c.token for c in decoded.changes if _may_move(c))
         elif kind is Kind.TOUCH:
             self.keepalive.received(decoded.touches)
         elif kind is Kind.OWNERS:
@@ -641,7 +644,8 @@ class BackupManager(ReplicatedStore):
         """Check the copies of ``tokens`` soon: one task for every message until it runs
         (a whole-store check per received write would cost O(sessions) per write)."""
         self._check_tokens.update(tokens)
-        if not self._trim_pending and self._started:
+        # Nothing to check (most DELTAs: plain writes to our copies): no task.
+        if self._check_tokens and not self._trim_pending and self._started:
             self._trim_pending = True
             self._tasks.spawn(self._check_touched(), "clustersession-backup-check")
 
@@ -759,6 +763,22 @@ class BackupManager(ReplicatedStore):
         )
         with contextlib.suppress(ChannelError):
             await send_acknowledged(self.channel, [member], messages)
+
+
+def _may_move(change: Change) -> bool:
+    """Whether a received write may leave a copy here that this node does not own.
+
+    A plain write neither creates a copy (:meth:`BackupManager.apply` keeps only its
+    route) nor changes a copy's owners: those follow the route and the members, and
+    a membership change checks every copy. Checking after each one cost a task and
+    a ranking per write on every backup, for nothing.
+    """
+    return (
+        change.full
+        or change.created_at is not None
+        or bool(change.route_stamp)
+        or change.renamed_from is not None
+    )
 
 
 def _digests(records: Iterable[SessionRecord]) -> tuple[int, int, list[int]]:

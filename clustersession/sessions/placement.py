@@ -21,11 +21,14 @@ def weight(member_id: bytes, token: str) -> int:
 
 def ranking(token: str, member_ids: Iterable[bytes]) -> list[bytes]:
     """``member_ids`` in the order they are chosen for ``token`` (ties by id)."""
-    return sorted(member_ids, key=lambda m: (weight(m, token), m), reverse=True)
+    ids = list(member_ids)
+    if len(ids) < 2:
+        return ids  # nothing to order: no hash (2 nodes with one backup, every write)
+    return sorted(ids, key=lambda m: (weight(m, token), m), reverse=True)
 
 
 def backups(
     token: str, primary: bytes | None, member_ids: Iterable[bytes], count: int
 ) -> list[bytes]:
     """The ``count`` members after ``primary`` (excluded) that hold copies of ``token``."""
-    return [m for m in ranking(token, member_ids) if m != primary][:count]
+    return ranking(token, [m for m in member_ids if m != primary])[:count]
