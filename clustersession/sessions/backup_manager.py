@@ -416,12 +416,14 @@ class BackupManager(ReplicatedStore):
         # drop (both decode the token: a third of backup's own cost per write).
         known = None if token in self.store else self.proxies.get(token)
         super().apply(change, remote=remote)
-        if known is not None and (change.invalidated or token in self.store):
-            self.proxies.pop(token)
-        record = self.store.get(token)
-        if known is not None and record is not None and known[1] > record.route_stamp:
-            # A copy older than what this node heard of its route: the route it heard wins.
-            super().apply(Change(token, 0.0, route=known[0], route_stamp=known[1]), remote=True)
+        if known is not None:
+            if change.invalidated or token in self.store:
+                self.proxies.pop(token)
+            record = self.store.get(token)
+            if record is not None and known[1] > record.route_stamp:
+                # A copy older than what this node heard of its route: that route wins.
+                route = Change(token, 0.0, route=known[0], route_stamp=known[1])
+                super().apply(route, remote=True)
         if change.renamed_from is not None:
             self.proxies.pop(change.renamed_from)
 

@@ -22,6 +22,9 @@ class MemberTable:
 
     def __init__(self) -> None:
         self._states: dict[bytes, MemberState] = {}
+        # The ordered list, until a member is added or removed: the backup manager
+        # asks for the members on every write, and sorting them each time showed.
+        self._ordered: list[Member] | None = None
 
     def __contains__(self, member_id: object) -> bool:
         return member_id in self._states
@@ -39,6 +42,7 @@ class MemberTable:
             return False
         heard = time.monotonic() if now is None else now
         self._states[member.id] = MemberState(member, heard)
+        self._ordered = None
         return True
 
     def heard(self, member_id: bytes, *, incarnation: int | None = None) -> None:
@@ -52,11 +56,17 @@ class MemberTable:
     def remove(self, member_id: bytes) -> Member | None:
         """Remove a member; return it if it was one."""
         state = self._states.pop(member_id, None)
-        return None if state is None else state.member
+        if state is None:
+            return None
+        self._ordered = None
+        return state.member
 
     def members(self) -> list[Member]:
-        """Every member, oldest first."""
-        return sorted((s.member for s in self._states.values()), key=lambda m: (m.started_at, m.id))
+        """Every member, oldest first (a list of the caller's own)."""
+        if self._ordered is None:
+            states = self._states.values()
+            self._ordered = sorted((s.member for s in states), key=lambda m: (m.started_at, m.id))
+        return list(self._ordered)
 
     def silent(self, limit: float, *, now: float | None = None) -> list[Member]:
         """Members not heard from for more than ``limit`` seconds."""
