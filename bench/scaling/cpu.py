@@ -31,11 +31,14 @@ from bench.cluster.lag import asgi_get
 from bench.cluster.nodes import Ports, loopback_config
 from bench.scaling.app import SECRET, Node
 from clustersession import ClusterSessionMiddleware
+from clustersession.config.sections import ManagerKind
 
-KINDS = ("delta", "backup")
+KINDS: tuple[ManagerKind, ...] = ("delta", "backup")
 
 
-def _node(kind: str, route: str, mcast: int, port: int, options: int) -> ClusterSessionMiddleware:
+def _node(
+    kind: ManagerKind, route: str, mcast: int, port: int, options: int
+) -> ClusterSessionMiddleware:
     config = loopback_config(route, mcast, port, channel_send_options=options, secret=SECRET)
     manager = replace(config.manager, kind=kind, backups=1, map_send_options=options)
     node = Node()
@@ -52,14 +55,16 @@ async def _until(check: Callable[[], object], what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def measure(kind: str, args: argparse.Namespace, profile: Path | None = None) -> float:
+async def measure(
+    kind: ManagerKind, args: argparse.Namespace, profile: Path | None = None
+) -> float:
     """Microseconds of CPU (this process: both nodes) per write."""
     ports = Ports()
     mcast, base = ports.mcast(), ports.receiver_base()
     apps = [_node(kind, f"node{i + 1}", mcast, base + i, args.send_options) for i in range(2)]
     await asyncio.gather(*(a.manager.start() for a in apps))
     try:
-        await _until(lambda: all(len(a.manager.channel.members) == 1 for a in apps), "members")
+        await _until(lambda: all(a.manager.view().members for a in apps), "members")
         cookies = []
         for app in apps:
             for _ in range(args.users):
