@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 from ...config.sections import ReceiverConfig
@@ -66,7 +67,7 @@ class Receiver:
         last_error: OSError | None = None
         for port in range(first, first + count):
             try:
-                self._server = await asyncio.start_server(
+                server = await asyncio.start_server(
                     self._serve, self.bind_host, port, reuse_address=True
                 )
             except OSError as exc:
@@ -74,6 +75,15 @@ class Receiver:
                     raise
                 last_error = exc
                 continue
+            if not all(_listening(sock) for sock in server.sockets):
+                # Two workers binding the same port at the same moment both bind (the
+                # address is reusable until one listens); the second listen() fails,
+                # and uvloop only logs that: the port is taken, try the next one.
+                server.close()
+                await server.wait_closed()
+                last_error = OSError(errno.EADDRINUSE, f"port {port} bound but not listening")
+                continue
+            self._server = server
             self.port = port
             return port
         # With auto_bind = 1 the usual cause is a second worker process on the host.
@@ -172,3 +182,8 @@ class Receiver:
         finally:
             self._tasks.pop(task, None)
             writer.close()
+
+
+def _listening(sock: socket.socket) -> bool:
+    """Whether ``sock`` accepts connections (``SO_ACCEPTCONN``)."""
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) != 0
