@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from bench.cluster.nodes import Ports
 from bench.cluster.state import rss_kb
-from bench.wrk import http_get, realistic_session, stop_group
+from bench.wrk import http_get, realistic_session, stat_fields, stop_group
 from bench.wsgi_overhead import (
     CLUSTER_SECRET,
     THREADS,
@@ -53,9 +53,8 @@ def worker_pids(master: int) -> list[int]:
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            # The command name (field 2) may hold spaces; the ppid follows its ')'.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            fields = stat_fields(stat)
+        except OSError:
             continue  # gone meanwhile
         if int(fields[1]) == master:
             pids.append(int(stat.parent.name))

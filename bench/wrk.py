@@ -129,24 +129,37 @@ def run_wrk_counted(
     return (*parse_wrk(result.stdout), parse_p50(result.stdout), requests)
 
 
+def stat_fields(stat: Path) -> list[str]:
+    """The fields of a ``/proc/<pid>/stat`` after the command name, which may hold
+    spaces: state, ppid, pgrp, ..., utime (index 11), stime (12). ``OSError`` if the
+    process ended meanwhile."""
+    return stat.read_text().rpartition(")")[2].split()
+
+
+def _cpu_of(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    return _cpu_of(stat_fields(Path(f"/proc/{pid}/stat")))
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU time of every live process in process group ``pgid``.
 
     The servers run in a session (and group) of their own, so this is the whole
     server: uvicorn, or gunicorn's arbiter and its workers.
     """
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            fields = stat_fields(stat)
         except OSError:  # the process ended meanwhile
             continue
-        # After "pid (comm) ": state ppid pgrp ... utime (12th) stime (13th).
-        fields = text[text.rfind(")") + 2 :].split()
         if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+            total += _cpu_of(fields)
+    return total
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from bench.cluster.nodes import (
 )
 from bench.cluster.options import Options
 from bench.cluster.profiler import PROFILE_DIR, py_spy, run, stop_py_spy
+from bench.wrk import cpu_seconds
 from clustersession.sessions import codec
 from clustersession.sessions.delta_manager import DeltaManager
 from clustersession.sessions.ids import SessionIds
@@ -71,7 +72,7 @@ async def _push_deltas(options: Options, ports: Ports, workdir: Path) -> dict[st
             if PROFILE_DIR and profile:
                 targets = [("deltas-node1", os.getpid())] + [(p.name, p.process.pid) for p in peers]
                 spies = [py_spy(name, pid) for name, pid in targets]
-            cpu_before = [_cpu_seconds(p.process.pid) for p in peers] + [time.process_time()]
+            cpu_before = [cpu_seconds(p.process.pid) for p in peers] + [time.process_time()]
             started = time.perf_counter()
             for i in range(count):
                 delta = SessionDelta(tokens[i % len(tokens)], "node1", now, set=_counter(i + 1))
@@ -93,7 +94,7 @@ async def _push_deltas(options: Options, ports: Ports, workdir: Path) -> dict[st
                     break
                 await asyncio.sleep(0.01)
             elapsed = time.perf_counter() - started
-            cpu_after = [_cpu_seconds(p.process.pid) for p in peers] + [time.process_time()]
+            cpu_after = [cpu_seconds(p.process.pid) for p in peers] + [time.process_time()]
             busy = [(a - b) / elapsed for a, b in zip(cpu_after, cpu_before, strict=True)]
             for spy in spies:
                 if spy is not None:
@@ -124,12 +125,6 @@ async def _push_deltas(options: Options, ports: Ports, workdir: Path) -> dict[st
         await manager.stop()
         for peer in peers:
             stop(peer.process)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _counter(value: int) -> dict[str, bytes]:
