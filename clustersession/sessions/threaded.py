@@ -236,6 +236,12 @@ class ManagerThread:
         """``Manager.fetches``: whether :meth:`fetch` may bring a session here."""
         return self.start().fetches
 
+    @property
+    def fetcher(self) -> Callable[[str, str | None], None] | None:
+        """:meth:`fetch` when the manager fetches (the backup manager), else ``None``:
+        what the WSGI adapters hand the front to call before opening a session."""
+        return self.fetch if self.fetches else None
+
     def fetch(self, token: str, route: str | None) -> None:
         """``Manager.fetch`` on the loop thread, before :meth:`open` (the backup manager).
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -87,11 +87,6 @@ class Engine:
     def may_create(self) -> bool:
         """Whether a request may start a session (``manager.max_active_sessions``)."""
         return self.manager.may_create()
-
-    @property
-    def fetch(self) -> Callable[[str, str | None], None] | None:
-        """What the front calls before opening a session (the backup manager's fetch)."""
-        return self.manager.fetch if self.manager.fetches else None
 
     @property
     def limited(self) -> bool:
@@ -357,7 +352,7 @@ class SessionStore(SessionBase):
             manager.open,
             now=manager.clock(),
             may_create=built.may_create if built.limited else None,
-            fetch=built.fetch,
+            fetch=manager.fetcher,
         )
         session = opening.session
         self.original_id = opening.original_id
@@ -450,8 +445,9 @@ class SessionStore(SessionBase):
         parsed = built.front.ids.parse(session_key)
         if parsed is None:
             return False
-        if built.manager.fetches:
-            built.manager.fetch(*parsed)
+        fetch = built.manager.fetcher
+        if fetch is not None:
+            fetch(*parsed)
         return built.manager.open(parsed[0]).record is not None
 
     def create(self) -> None:
@@ -511,7 +507,7 @@ class SessionStore(SessionBase):
         built = engine()
         manager = built.manager
         doomed = built.front.open(
-            key, manager.open, now=manager.clock(), may_create=None, fetch=built.fetch
+            key, manager.open, now=manager.clock(), may_create=None, fetch=manager.fetcher
         ).session
         if doomed.is_new:
             return  # nothing stored under it

@@ -208,7 +208,7 @@ class ClusterSessionInterface(SessionInterface):
             manager.open,
             now=manager.clock(),
             may_create=self._may_create,
-            fetch=manager.fetch if manager.fetches else None,
+            fetch=manager.fetcher,
         )
         session = opening.session
         assert isinstance(session, FlaskSession)  # the front's session_class

@@ -80,7 +80,7 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
             manager.open,
             now=manager.clock(),
             may_create=self._may_create,
-            fetch=manager.fetch if manager.fetches else None,
+            fetch=manager.fetcher,
         )
         session = opening.session
         if opening.original_id is not None:
