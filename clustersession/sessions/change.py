@@ -152,8 +152,9 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
     copied = False
     if values and not stamps and not removed and 0 not in value_stamps.values():
         # A session's first values (creation, state transfer): taken whole, in C.
-        record.attributes = {**attributes, **values} if attributes else dict(values)
-        record.undecoded = None
+        # A new dict, so the removals below change it in place (not the old one).
+        attributes = record.attributes = {**attributes, **values} if attributes else dict(values)
+        record.undecoded, copied = None, True
         stamps.update(value_stamps)
         digest += fields_hash(value_stamps)
         if effects:
