@@ -72,6 +72,7 @@ logger = logging.getLogger("clustersession")
 PACE = 1000  # records a pass over the store handles between two yields to the event loop
 GIVE_BACK = -1  # a RESYNC count asking for the receiver's copies of our sessions
 ANNOUNCE_TRIES = 4  # sends of an OWNERS message to a member that does not acknowledge it
+SYNC_ACK = send_options.USE_ACK | send_options.SYNC_ACK
 
 
 @dataclass(slots=True)
@@ -140,6 +141,7 @@ class BackupManager(ReplicatedStore):
         self._trim_pending = False
         self._check_tokens: set[str] = set()  # sessions a message touched, checked soon
         self._resending: set[bytes] = set()  # members a RESYNC answer is being sent to
+        self._moving: dict[str, asyncio.Task[None]] = {}  # take-overs being announced
         self._started = False
         self._transfer: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
@@ -217,14 +219,24 @@ class BackupManager(ReplicatedStore):
         """Bring session ``token`` here if another node holds it, within ``rpc_timeout``.
 
         ``route`` (the cookie's) locates a session this node has no proxy entry for
-        yet (it just joined). A copy held here (a backup) needs no message.
+        yet (it just joined). A copy held here as primary or backup needs no
+        message; a copy this node no longer owns is refreshed from its owners first.
         """
-        if token in self.tombstones or token in self.store:
+        if token in self.tombstones:
             return
-        known = self.proxies.get(token)
-        if known is None and route is None:
-            return  # never heard of it: an unknown or forged id
-        located = known[0] if known is not None else route
+        held = self.store.get(token)
+        known = None
+        if held is not None:
+            if held.route == self.channel.local.route or self.placement.is_owner(token, held.route):
+                return  # the primary or a backup: every acknowledged write reached it
+            # A copy this node no longer owns (it was the primary or a backup, and has
+            # not handed it over yet) misses the writes made since: refresh it first.
+            located: str | None = held.route
+        else:
+            known = self.proxies.get(token)
+            if known is None and route is None:
+                return  # never heard of it: an unknown or forged id
+            located = known[0] if known is not None else route
         members = self.placement.members()
         owners = self.placement.owners(token, located, members)
         local = self.channel.local.id
@@ -235,7 +247,15 @@ class BackupManager(ReplicatedStore):
         timeout = self.config.manager.rpc_timeout / 1000
         answer = await self.fetcher.fetch(token, [backups, first, rest], timeout)
         if answer is None:
-            if known is not None:
+            if held is not None:
+                logger.warning(
+                    "session %s: its owners did not answer within %.1f s: "
+                    "serving this node's copy, which may miss their latest writes",
+                    loggable_id(token),
+                    timeout,
+                    extra=session_fields(token),
+                )
+            elif known is not None:
                 self.moves.lost += 1
                 logger.warning(
                     "session %s: no copy answered within %.1f s (every holder gone?): "
@@ -246,7 +266,7 @@ class BackupManager(ReplicatedStore):
                 )
             return
         self.counters.bad_messages += self.merge_remote(answer.changes, answer.dead)
-        if token in self.store:
+        if held is None and token in self.store:
             self.moves.fetched += 1
 
     def open(self, token: str) -> Opened:
@@ -275,7 +295,13 @@ class BackupManager(ReplicatedStore):
         full = snapshot(record)
         for member in self._other_owners(record.token):
             self.replication.queue_to(member, [full])
-        self._announce([(record.token, record.route, record.route_stamp)], [], [])
+        told = self._announce([(record.token, record.route, record.route_stamp)], [], [])
+        self._moving[record.token] = told
+        told.add_done_callback(lambda _: self._moved(record.token, told))
+
+    def _moved(self, token: str, told: asyncio.Task[None]) -> None:
+        if self._moving.get(token) is told:
+            del self._moving[token]
 
     def may_create(self) -> bool:
         """Whether a request may start a session: ``max_active_sessions`` counts primaries."""
@@ -301,8 +327,19 @@ class BackupManager(ReplicatedStore):
         With ``map_send_options`` 2 or 6 it returns once they acknowledged them.
         """
         changes, sent = self._commit_now(deltas, replicate)
-        if sent is not None and self.waits_for_peers:
+        if not self.waits_for_peers:
+            return changes
+        if sent is not None:
             await asyncio.shield(sent)
+        # A write after a take-over is acknowledged once every node knows of the move:
+        # until then the former primary would serve its older copy as its own.
+        moving = self._moving
+        if moving:
+            for change in changes:
+                for token in (change.token, change.renamed_from):
+                    told = moving.get(token) if token is not None else None
+                    if told is not None:
+                        await asyncio.shield(told)
         return changes
 
     def commit_nowait(self, deltas: Sequence[SessionDelta], *, replicate: bool = True) -> None:
@@ -447,10 +484,10 @@ class BackupManager(ReplicatedStore):
         entries: list[tuple[str, str | None, int]],
         dead: list[tuple[str, int]],
         gone: list[str],
-    ) -> None:
+    ) -> asyncio.Task[None]:
         """Tell every node where sessions live now, which ids died, which expired."""
         message = Message(Kind.OWNERS, owners=entries, dead=dead, gone=gone)
-        self._tasks.spawn(self._send_all(message), "clustersession-owners")
+        return self._tasks.spawn(self._send_all(message), "clustersession-owners")
 
     async def _send_all(self, message: Message) -> None:
         """``message`` to every node, acknowledged; the members it missed get it again.
@@ -464,7 +501,8 @@ class BackupManager(ReplicatedStore):
             if not targets:
                 return
             try:
-                await self.channel.send(targets, payload, send_options.USE_ACK)
+                # Acknowledged once applied: a write after a take-over waits for this.
+                await self.channel.send(targets, payload, SYNC_ACK)
                 return
             except ChannelError as exc:
                 live = self.placement.members()

@@ -158,8 +158,10 @@ def test_a_join_and_a_leave_move_only_their_share(network5: Network) -> None:
         (n.host.name, n.request("GET", "/health").json().get("roles")) for n in everyone
     ]
     moved = copies([joiner])[0]
-    # Its share of 400 copies over 5 nodes is 80; only those moved, from the others.
-    assert 40 <= moved <= 130, moved
+    # Primaries stay (a session's primary is its route); the joiner becomes the backup
+    # of the sessions whose ranking puts it first of the 4 other nodes: ~1/4 of 200,
+    # 50 +- 6 (binomial), so 20..80 is 5 standard deviations. Only those moved.
+    assert 20 <= moved <= 80, moved
     assert sum(b - a for b, a in zip(before, copies(nodes), strict=True)) == moved
     roles = joiner.request("GET", "/health").json()["roles"]
     assert roles["proxies"] + moved == 200  # it knows every session

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from clustersession.channel import ChannelMessage
 from clustersession.channel.testing import InMemoryChannel
 from clustersession.sessions.backup_manager import BackupManager
 from clustersession.sessions.change import snapshot
-from clustersession.sessions.wire import Kind, Message, encode
+from clustersession.sessions.wire import Kind, Message, decode, encode
 
 from .memnet import Cluster, create, invalidate, regenerate, values, write
 
@@ -63,10 +64,10 @@ async def read(node: BackupManager, token: str, route: str | None = None) -> dic
     """What a request through ``node`` sees (the middleware's fetch, then open)."""
     await node.fetch(token, route)
     opened = node.open(token)
+    # What the response carries: the values when the request ran, not after settling.
+    seen = None if opened.record is None else values(node, token)
     await node.channel._network.settle()  # type: ignore[attr-defined]
-    if opened.record is None:
-        return None
-    return values(node, token)
+    return seen
 
 
 def primary_of(cluster: Cluster, token: str) -> BackupManager:
@@ -343,3 +344,71 @@ async def test_a_pass_over_every_copy_lets_requests_run_meanwhile(cluster: Clust
         turns += 1
     await check
     assert turns >= 4
+
+
+def taker(nodes: list[BackupManager], token: str, former: BackupManager) -> BackupManager:
+    """A node whose take-over of ``token`` leaves ``former`` owning no copy of it."""
+    placement = former.placement
+    return next(
+        n
+        for n in nodes
+        if n is not former
+        and former.channel.local.id not in placement.owners(token, n.channel.local.route).all
+    )
+
+
+async def test_a_copy_not_handed_over_yet_is_refreshed_before_it_is_served(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = await start_all(cluster)
+    a = nodes[0]
+    await a.commit([create("s", "a", n=0)])
+    await settle(cluster)
+
+    async def late(tokens: object = None) -> None:
+        """a's hand-over of the copies it no longer owns has not run yet."""
+
+    monkeypatch.setattr(a, "check", late)
+    b = taker(nodes, "s", a)
+    assert await read(b, "s") == {"n": 0}  # b is the primary now
+    await b.commit([write("s", b.channel.local.route, n=1)])
+    await settle(cluster)
+    held = a.store.get("s")
+    assert held is not None and held.route == b.channel.local.route  # a's copy: n=0
+    assert await read(a, "s") == {"n": 1}
+
+
+async def test_a_write_after_a_take_over_waits_until_every_node_applied_the_move() -> None:
+    # Send option 6: once the write is acknowledged, the node the session left must
+    # know it is no longer the primary, or it would serve its older copy as its own.
+    cluster = Cluster(seed=3, kind="backup", backups=1, map_send_options=6)
+    try:
+        nodes = await start_all(cluster)
+        a = nodes[0]
+        await a.commit([create("s", "a", n=0)])
+        await settle(cluster)
+        b = taker(nodes, "s", a)
+        gate, reached = asyncio.Event(), asyncio.Event()
+        deliver = a.channel._deliver  # type: ignore[attr-defined]
+
+        async def slow_owners(message: ChannelMessage) -> None:
+            if decode(message.payload).kind is Kind.OWNERS:
+                reached.set()
+                await gate.wait()
+            await deliver(message)
+
+        a.channel._deliver = slow_owners  # type: ignore[attr-defined]
+        await b.fetch("s")
+        b.open("s")
+        commit = asyncio.create_task(b.commit([write("s", b.channel.local.route, n=1)]))
+        await reached.wait()
+        done, _ = await asyncio.wait({commit}, timeout=0.5)
+        assert not done, "acknowledged before the former primary applied the move"
+        gate.set()
+        await commit
+        held = a.store.get("s")
+        assert held is None or held.route == b.channel.local.route
+        assert a.proxies.route("s") in (None, b.channel.local.route)
+        assert await read(a, "s") == {"n": 1}
+    finally:
+        await cluster.stop()
