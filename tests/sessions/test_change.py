@@ -82,6 +82,17 @@ def test_later_write_wins_and_a_removal_is_not_undone_by_an_older_write() -> Non
     assert "k" not in record.attributes
 
 
+def test_a_write_a_microsecond_later_on_another_node_wins_without_a_message() -> None:
+    # A user's write on one node, then (the response received) the next on another,
+    # within one millisecond and before the first one's delta arrived: the busier
+    # node's counter and the higher node id must not make the earlier write win.
+    now = [1_700_000_000.0]
+    busy, other = HybridClock(2**32 - 1, wall=lambda: now[0]), HybridClock(1, wall=lambda: now[0])
+    earlier = max(busy.stamp() for _ in range(50))
+    now[0] += 1e-6
+    assert other.stamp() > earlier
+
+
 def test_clock_moves_past_what_it_observes() -> None:
     slow = HybridClock(1, wall=lambda: 1000.0)
     fast = HybridClock(2, wall=lambda: 2000.0)
