@@ -86,3 +86,24 @@ def latency(attempts: Iterable[Attempt]) -> dict[str, float]:
     return {"requests": len(ms), "p50_ms": round(percentile(ms, 0.5), 1),
             "p99_ms": round(percentile(ms, 0.99), 1),
             "max_ms": round(max(ms), 1) if ms else math.nan}  # fmt: skip
+
+
+def story(
+    token: str,
+    expected: dict[str, tuple[int, float, int]],
+    contents: Sequence[dict[str, dict[str, Any]]],
+    attempts: Sequence[Attempt],
+    last: int = 4,
+) -> str:
+    """What happened to one lost session or write: the value the client was told was
+    stored, what each node holds, and the session's last requests (time relative to the
+    acknowledged one, node, value, acknowledged, latency) — a failure's evidence."""
+    value, when, node = expected[token]
+    held = [c.get(token, {}).get("values", {}).get("n") if token in c else None for c in contents]
+    mine = [a for a in attempts if token in (a.token, a.was)][-last:]
+    requests = ", ".join(
+        f"{a.t - when:+.4f}s node{a.node} n={a.value} {'ok' if a.ok else 'failed'} {a.ms:.1f}ms"
+        for a in mine
+    )
+    told = f"acknowledged n={value} by node{node}"
+    return f"{token[:8]}: {told}; nodes hold n={held}; last requests: {requests}"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import faults
 from .cluster import RECEIVER_PORTS, ChaosCluster
-from .figures import Figure, acknowledged, latency, losses, replaced
+from .figures import Figure, acknowledged, latency, losses, replaced, story
 
 COMMAND = ".venv/bin/python -m bench.chaos"
 
@@ -101,6 +101,12 @@ def kill_restart(
             **latency(a for a in attempts if a.ok),
         },
     )
+    counted = [*survivors_lost, *writes_lost][:3]
+    if counted:
+        first = kills[0][0]
+        at = [(round(t - first, 2), k) for t, k in kills]
+        figure.details["kills (s after the first, node)"] = at
+        figure.details["evidence"] = [story(t, expected, contents, attempts) for t in counted]
     if convergence is None:
         figure.problems.append("the nodes never held identical sessions")
     return figure
