@@ -86,6 +86,9 @@ class ManagerThread:
         self._companion: Companion | None = None
         self._calls: collections.deque[Callable[[], None]] = collections.deque()
         self._wake_due = False  # a _run_calls is scheduled on the loop and has not begun
+        # The process whose stop() stopped the manager last (a start() clears it): a
+        # probe (start_soon) must not bring a leaving node back, as on the ASGI side.
+        self._stopped_in: int | None = None
         _RUNNING.add(self)
 
     # -- lifecycle -------------------------------------------------------------
@@ -106,9 +109,10 @@ class ManagerThread:
 
         For a readiness probe: it must not wait for the state transfer, but a node
         that only probes arrive at (a balancer sends nothing before it is ready)
-        must still start.
+        must still start. Not after :meth:`stop` in this process (a worker that is
+        leaving): the probe answers "not ready" and the node stays down.
         """
-        if self.running or self._lock.locked():
+        if self.running or self._lock.locked() or self._stopped_in == os.getpid():
             return
 
         def start() -> None:
@@ -145,6 +149,7 @@ class ManagerThread:
         with self._lock:
             if self._manager is not None and self._pid == os.getpid():
                 return self._manager
+            self._stopped_in = None
             # Nothing inherited from a parent process is used: its thread is gone.
             self._manager, self._loop, self._thread = None, None, None
             self._companion = None
@@ -214,6 +219,7 @@ class ManagerThread:
             manager, loop, thread = self._manager, self._loop, self._thread
             if manager is None or loop is None or thread is None or self._pid != os.getpid():
                 return
+            self._stopped_in = os.getpid()
             companion, self._companion = self._companion, None
             self._manager, self._loop, self._thread = None, None, None
             try:

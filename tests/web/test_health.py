@@ -154,6 +154,11 @@ def test_the_wsgi_adapter_answers_the_probes() -> None:
     finally:
         app.manager.stop()
     assert get("/ready") == ("503 Service Unavailable", b"not ready\n")
+    # The probe started nothing: a stopped worker is leaving, it stays down. (It used to
+    # start the manager again on a thread nobody stopped, which built its node in a later
+    # test: a second "w" node in test_wsgi_backup_fetch's cluster failed it.)
+    assert not wait_for(lambda: app.manager.running, 0.5)
+    assert get("/ready") == ("503 Service Unavailable", b"not ready\n")
 
 
 # -- a real node whose state transfer its peer holds back ------------------------------
