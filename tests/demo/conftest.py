@@ -22,9 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_ports(count: int) -> int:
-    """A first port such that it and the next ``count - 1`` are free on loopback."""
+    """A first port such that it and the next ``count - 1`` are free on loopback.
+
+    Below Linux's ephemeral range (32768-60999), as in ``support.loopback``: the demo
+    polls each port before its server listens, and a connect() whose ephemeral port
+    is the polled port connects to itself (the server then cannot bind it). connect()
+    takes the even ports of that range, and 2 of these 4 consecutive ports are even.
+    """
     for _ in range(200):
-        first = random.randint(20000, 60000 - count)
+        first = random.randint(20000, 32000 - count)
         try:
             for port in range(first, first + count):
                 with socket.socket() as probe:
