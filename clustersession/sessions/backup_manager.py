@@ -245,7 +245,9 @@ class BackupManager(ReplicatedStore):
         first_ids = {m.id for m in (*backups, *first)} | {local}
         rest = [m for i, m in members.items() if i not in first_ids]
         timeout = self.config.manager.rpc_timeout / 1000
-        answer = await self.fetcher.fetch(token, [backups, first, rest], timeout)
+        # The primary with the backups: a backup may miss an acknowledged write (its
+        # DELTA failed, or our view of who backs it up differs), the primary does not.
+        answer = await self.fetcher.fetch(token, [[*backups, *first], rest], timeout)
         if answer is None:
             if held is not None:
                 logger.warning(

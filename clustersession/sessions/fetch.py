@@ -1,9 +1,14 @@
 """Fetching one session from the nodes that hold it (the backup manager's read on a proxy).
 
 A FETCH names the session; every asked node answers FETCHED with its copy, or
-with nothing (and the id's tombstone when it is dead). The first copy wins;
-when every asked node answered without one, the next group is asked, and
-nothing waits past the deadline (Tomcat's ``rpcTimeout``).
+with nothing (and the id's tombstone when it is dead). The copies of a group are
+merged: every answer, or the first copy and those that follow it within
+:data:`GRACE`. One copy may miss an acknowledged write (a backup whose DELTA
+failed, or one that another node's view no longer counts), and the merge keeps
+the newest value of each attribute, so asking the primary with the backups makes
+the answer current whenever the primary answers. When every asked node answered
+without a copy, the next group is asked; nothing waits past the deadline
+(Tomcat's ``rpcTimeout``).
 """
 
 from __future__ import annotations
@@ -24,11 +29,19 @@ from .wire import Kind, Message, encode
 
 logger = logging.getLogger("clustersession")
 
+GRACE = 0.05
+"""Seconds the other members of a group may answer after the first copy arrived
+(all answer within a millisecond or two unless one is down)."""
+
 
 @dataclass(slots=True)
 class _Asked:
     waiting: set[bytes]
-    answer: asyncio.Future[Message | None]
+    first: asyncio.Future[None]
+    """Done at the first copy or tombstone, or when every member answered."""
+    everyone: asyncio.Future[None]
+    """Done when every asked member answered."""
+    changes: list[Change] = field(default_factory=list)
     dead: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -43,10 +56,12 @@ class Fetcher:
     async def fetch(
         self, token: str, groups: Sequence[Sequence[Member]], timeout: float
     ) -> Message | None:
-        """The first copy of ``token`` that a group has (groups in order), within ``timeout``.
+        """The copies of ``token`` of the first group that has one (groups in order),
+        within ``timeout``.
 
-        The answer carries the copy (``changes``) and dead ids; ``None``: nobody had it.
-        A reply with only a tombstone is returned too (the id is dead).
+        The answer carries the copies (``changes``, to be merged) and dead ids;
+        ``None``: nobody had it. A reply with only a tombstone is returned too (the
+        id is dead).
         """
         deadline = time.monotonic() + timeout
         for group in groups:
@@ -61,8 +76,9 @@ class Fetcher:
     async def _ask(self, token: str, group: Sequence[Member], timeout: float) -> Message | None:
         request_id = secrets.randbits(62)
         loop = asyncio.get_running_loop()
-        asked = _Asked({m.id for m in group}, loop.create_future())
+        asked = _Asked({m.id for m in group}, loop.create_future(), loop.create_future())
         self._asked[request_id] = asked
+        deadline = loop.time() + timeout
         try:
             payload = encode(Message(Kind.FETCH, request_id=request_id, token=token))
             try:
@@ -72,22 +88,33 @@ class Fetcher:
                     self._answered(asked, member.id, None)
             except TimeoutError:
                 return None
-            if asked.answer.done():
-                return asked.answer.result()
             with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(asyncio.shield(asked.answer), timeout)
-            return None
+                await asyncio.wait_for(asyncio.shield(asked.first), deadline - loop.time())
+            if not (asked.changes or asked.dead):
+                return None
+            left = min(GRACE, deadline - loop.time())
+            if not asked.everyone.done() and left > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(asked.everyone), left)
+            return Message(
+                Kind.FETCHED, request_id=request_id, changes=asked.changes, dead=asked.dead
+            )
         finally:
             del self._asked[request_id]
 
     def _answered(self, asked: _Asked, member_id: bytes, message: Message | None) -> None:
+        if member_id not in asked.waiting:
+            return  # a duplicate, or a member that was not asked
         asked.waiting.discard(member_id)
-        if asked.answer.done():
-            return
         if message is not None and (message.changes or message.dead):
-            asked.answer.set_result(message)
-        elif not asked.waiting:
-            asked.answer.set_result(None)
+            asked.changes.extend(message.changes)
+            asked.dead.extend(message.dead)
+            if not asked.first.done():
+                asked.first.set_result(None)
+        if not asked.waiting:
+            for done in (asked.first, asked.everyone):
+                if not done.done():
+                    done.set_result(None)
 
     def received(self, sender: Member, message: Message) -> None:
         """A FETCHED: hand it to the fetch that asked (late ones are ignored)."""
