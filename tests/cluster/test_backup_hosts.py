@@ -20,8 +20,12 @@ from .web_nodes import WebNode, cookie_of
 
 pytestmark = pytest.mark.hosts
 
-BACKUP = {"CLUSTERSESSION_MANAGER__KIND": "backup", "CLUSTERSESSION_MANAGER__BACKUPS": "1",
-          "CLUSTERSESSION_MANAGER__RPC_TIMEOUT": "3000"}  # fmt: skip
+BACKUP = {
+    "CLUSTERSESSION_MANAGER__KIND": "backup",
+    "CLUSTERSESSION_MANAGER__BACKUPS": "1",
+    "CLUSTERSESSION_MANAGER__RPC_TIMEOUT": "3000",
+    "TEST_NODE_LOG": "INFO",
+}  # fmt: skip  (take-overs in the node logs a failure shows)
 
 
 def start(network: Network, count: int) -> list[WebNode]:
@@ -53,6 +57,10 @@ def placed(nodes: list[WebNode], token: str) -> bool:
 
 def reads(node: WebNode, cookie: str) -> httpx.Response:
     return node.request("GET", "/", cookie)
+
+
+def token_of(cookie: str) -> str:
+    return cookie.split(".")[0]
 
 
 def by_name(nodes: list[WebNode], name: str) -> WebNode:
@@ -91,6 +99,7 @@ def test_rolling_restart_under_a_writer_loses_no_acknowledged_write(network5: Ne
     nodes = start(network5, 5)
     cookies = [cookie_of(nodes[i].request("POST", "/update", json={"n": 0})) for i in range(5)]
     acked = dict.fromkeys(cookies, 0)
+    acked_by: dict[str, WebNode] = {}
     stop = threading.Event()
     failures: list[str] = []
 
@@ -104,10 +113,12 @@ def test_rolling_restart_under_a_writer_loses_no_acknowledged_write(network5: Ne
                     response = node.request("POST", "/update", cookie, json={"n": n})
                 except httpx.TransportError:
                     continue  # that node is restarting: a balancer would retry elsewhere
-                if response.status_code == 200:
-                    acked[cookie] = n
-                else:
+                if response.status_code != 200:
                     failures.append(f"{response.status_code} {response.text[:80]}")
+                elif token_of(response.cookies.get("session", cookie)) != token_of(cookie):
+                    failures.append(f"write {n} at {node.host.name} started a new session")
+                else:
+                    acked[cookie], acked_by[cookie] = n, node
 
     writer = threading.Thread(target=write)
     writer.start()
@@ -125,7 +136,15 @@ def test_rolling_restart_under_a_writer_loses_no_acknowledged_write(network5: Ne
     assert not failures, failures[:5]
     for cookie, n in acked.items():
         assert n > 0
-        assert reads(nodes[0], cookie).json()["n"] >= n, "an acknowledged write was lost"
+        seen = reads(nodes[0], cookie).json()["n"]
+        assert seen >= n, (
+            f"an acknowledged write was lost: session {cookie[:8]} read {seen} at "
+            f"{nodes[0].host.name}, write {n} acknowledged by {acked_by[cookie].host.name}\n"
+            + "\n".join(
+                f"{w.host.name}'s log on it:\n{w.log_tail(30, cookie[:8])}"
+                for w in (nodes[0], acked_by[cookie])
+            )
+        )
 
 
 def test_a_join_and_a_leave_move_only_their_share(network5: Network) -> None:

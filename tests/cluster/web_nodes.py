@@ -121,6 +121,13 @@ class WebNode:
         result: dict[str, Any] = self.client.get("/state").json()
         return result
 
+    def log_tail(self, lines: int, containing: str = "") -> str:
+        """The last ``lines`` lines of the node's log that contain ``containing``
+        (for a failure's message)."""
+        found = [line for line in self.log.read_text(errors="replace").splitlines()
+                 if containing in line]  # fmt: skip
+        return "\n".join(found[-lines:])
+
     def close(self) -> None:
         """Close the client (the network's teardown ends the process)."""
         self.client.close()
