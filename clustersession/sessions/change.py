@@ -23,7 +23,7 @@ from .digest import (
     fields_hash,
     token_hash,
 )
-from .record import SessionRecord
+from .record import UNDECODED, SessionRecord
 
 
 @dataclass(slots=True)
@@ -148,8 +148,14 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
     attributes, stamps, removed = record.attributes, record.stamps, record.removed
     values, value_stamps = change.values, change.value_stamps
     # A record's attributes are replaced, never changed in place (see SessionRecord):
-    # copied before the first change below, once per merge.
+    # copied before the first change below, once per merge. What requests start from
+    # (record.undecoded) is copied with them, if a request read this version: the
+    # values decoded already of the keys this change leaves alone are still good, the
+    # others are UNDECODED again (the copy is the record's own from then on).
     copied = False
+    undecoded = record.undecoded
+    before = undecoded[1] if undecoded is not None and undecoded[0] is attributes else None
+    prepared: dict[str, object] | None = None
     if values and not stamps and not removed and 0 not in value_stamps.values():
         # A session's first values (creation, state transfer): taken whole, in C.
         # A new dict, so the removals below change it in place (not the old one).
@@ -175,7 +181,10 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
             if not copied:
                 attributes = record.attributes = dict(attributes)
                 record.undecoded, copied = None, True
+                prepared = before.copy() if before is not None else None
             attributes[name] = value
+            if prepared is not None:
+                prepared[name] = UNDECODED
             stamps[name] = stamp
             if removed:
                 removed.pop(name, None)
@@ -198,8 +207,13 @@ def merge(record: SessionRecord, change: Change, *, effects: bool = True) -> Eff
         if not copied and name in attributes:
             attributes = record.attributes = dict(attributes)
             record.undecoded, copied = None, True
+            prepared = before.copy() if before is not None else None
         old = attributes.pop(name, None)
+        if prepared is not None:
+            prepared.pop(name, None)
         if effects and old is not None:
             effect.append(("attribute_removed", name, None, old))
+    if prepared is not None:
+        record.undecoded = (attributes, prepared, True)
     record.digest = digest & MASK
     return effect

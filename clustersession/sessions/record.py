@@ -7,6 +7,19 @@ from dataclasses import dataclass, field
 from .ids import join_id
 
 
+class _Undecoded:
+    """What a request's session holds for a stored value no one has asked for yet."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<undecoded>"
+
+
+UNDECODED: object = _Undecoded()
+"""The placeholder of :attr:`SessionRecord.undecoded` (see :class:`.session.Session`)."""
+
+
 @dataclass(slots=True)
 class SessionRecord:
     """A stored session. Values are kept encoded (see :mod:`.codec`).
@@ -37,9 +50,11 @@ class SessionRecord:
     # replicated, stamped or digested (None, not {}: most sessions have none).
     local: dict[str, bytes] | None = field(default=None, repr=False)
     bucket: int = field(default=0, repr=False, compare=False)  # the store's, set by put()
-    # What a request's session starts from: (attributes, {key: placeholder}) for the
-    # attributes dict it was built for (see session.Session); None until a request reads.
-    undecoded: tuple[dict[str, bytes], dict[str, object]] | None = field(
+    # What a request's session starts from: (attributes, {key: UNDECODED, or the value
+    # decoded when immutable}, whether that dict is this record's own) for the
+    # attributes dict it was built for (see session._placeholders, and change.merge,
+    # which carries an owned one over); None until a request reads.
+    undecoded: tuple[dict[str, bytes], dict[str, object], bool] | None = field(
         default=None, repr=False, compare=False
     )
 

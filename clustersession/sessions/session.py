@@ -11,25 +11,16 @@ from starlette.middleware.sessions import Session as StarletteSession
 
 from . import codec
 from .ids import SessionIds, join_id, loggable_id, session_fields
-from .record import SessionDelta, SessionRecord
+from .record import UNDECODED, SessionDelta, SessionRecord
 
 logger = logging.getLogger("clustersession")
 
 _MISSING: Any = object()
 
 
-class _Undecoded:
-    """What the dict holds for a stored value no one has asked for yet."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<undecoded>"
-
-
 # Values are decoded when first touched: a request that reads three keys of a
 # 200-key session decodes three values, not 200.
-_UNDECODED: Any = _Undecoded()
+_UNDECODED: Any = UNDECODED
 # Values of these types cannot change in place: if the request still holds the very
 # object it loaded (or set), it need not be encoded again to know it is unchanged.
 # Access times are kept to this many seconds: a request that does not read the
@@ -42,23 +33,34 @@ _IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
 _PLACEHOLDERS: dict[tuple[str, ...], dict[str, Any]] = {}
 
 
-def _placeholders(record: SessionRecord, stored: dict[str, bytes]) -> dict[str, Any]:
-    """Every key of ``stored`` (the record's attributes) mapped to ``_UNDECODED``.
+def _placeholders(
+    record: SessionRecord, stored: dict[str, bytes]
+) -> tuple[dict[str, bytes], dict[str, Any], bool]:
+    """What a request's session starts from: ``record.undecoded``, made or brought up to date.
 
-    Kept on the record for as long as its attributes dict is the same object, so a
-    request copies one prepared dict (C, ``dict.update``) rather than build it.
+    Its dict maps every key of ``stored`` (the record's attributes) to ``_UNDECODED``
+    or, once the record has its own dict (``owned``), to the value a request decoded
+    if of an immutable type (see :meth:`Session._value`): the next requests share it
+    rather than decode the same bytes again. A record read once shares one dict with
+    the records of the same keys (what many sessions read once would cost in memory);
+    read again, or written after a read, it gets its own. Kept on the record for as
+    long as its attributes dict is the same object (it is replaced, never changed in
+    place; change.merge carries the dict over), so a request copies one prepared dict
+    (C, ``dict.update``) rather than build it.
     """
     cached = record.undecoded
     if cached is not None and cached[0] is stored:
-        return cached[1]
+        if not cached[2]:  # read before: from now on the record keeps what is decoded
+            cached = record.undecoded = (stored, cached[1].copy(), True)
+        return cached
     keys = tuple(stored)
     placeholders = _PLACEHOLDERS.get(keys)
     if placeholders is None:
         if len(_PLACEHOLDERS) >= 1024:  # bound the odd key sets
             _PLACEHOLDERS.clear()
         placeholders = _PLACEHOLDERS[keys] = dict.fromkeys(keys, _UNDECODED)
-    record.undecoded = (stored, placeholders)
-    return placeholders
+    cached = record.undecoded = (stored, placeholders, False)
+    return cached
 
 
 def _encode(key: object, value: object) -> bytes:
@@ -105,6 +107,7 @@ class Session(StarletteSession):
         "_may_create",
         "_maybe_removed",
         "_now",
+        "_prepared",
         "_read",
         "_read_all",
         "_record",
@@ -161,13 +164,19 @@ class Session(StarletteSession):
             # Not a copy: a concurrent request's commit replaces the record's dict
             # rather than change this one (see SessionRecord.attributes).
             self._stored: dict[str, bytes] = stored
+            # The record's own prepared dict (see _placeholders): takes decoded immutable values.
+            self._prepared: dict[str, Any] | None = None
             if record.local:  # attributes session_attribute_name_filter keeps here
                 self._stored = {**stored, **record.local}
                 dict.update(self, dict.fromkeys(self._stored, _UNDECODED))
                 self._undecoded = True
             elif stored:
-                # Every key, each value decoded on first touch (_value, _decode_all).
-                dict.update(self, _placeholders(record, stored))
+                # Every key, each value decoded on first touch (_value, _decode_all),
+                # or decoded already by an earlier request when it cannot change.
+                _, prepared, owned = _placeholders(record, stored)
+                dict.update(self, prepared)
+                if owned:
+                    self._prepared = prepared
                 self._undecoded = True
             self._record: SessionRecord | None = record
             self._token: str | None = record.token
@@ -181,6 +190,7 @@ class Session(StarletteSession):
         self._token = None  # drawn when first needed: most requests never need one
         self._route = self._ids.route
         self._stored = {}
+        self._prepared = None
         self._created_at = self._now
         self._last_accessed_at = self._now
         self._max_inactive_interval = max_inactive_interval
@@ -280,6 +290,8 @@ class Session(StarletteSession):
             return _MISSING
         dict.__setitem__(self, key, value)
         self._loaded[key] = value
+        if type(value) in _IMMUTABLE and self._prepared is not None:
+            self._prepared[key] = value  # the next requests of this record share it
         return value
 
     def _decode_all(self) -> None:
@@ -311,6 +323,8 @@ class Session(StarletteSession):
                 return value
             dict.__setitem__(self, key, value)
             self._loaded[key] = value
+            if type(value) in _IMMUTABLE and self._prepared is not None:
+                self._prepared[key] = value  # the next requests of this record share it
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -490,6 +504,7 @@ class Session(StarletteSession):
         changed: dict[str, bytes] = {}
         errors: list[str] = []
         stored, loaded, written = self._stored, self._loaded, self._written
+        prepared = self._prepared if self._prepared is not None else loaded
         get = dict.get
         pack = None
         for key in keys:
@@ -499,7 +514,7 @@ class Session(StarletteSession):
             if type(value) in _IMMUTABLE:
                 known = written.get(key)
                 if known is None:
-                    if value is loaded.get(key, _MISSING):
+                    if value is loaded.get(key, _MISSING) or value is prepared.get(key, _MISSING):
                         continue  # the very object it loaded, which cannot have changed
                 elif known[0] is value:
                     if stored.get(key) != known[1]:

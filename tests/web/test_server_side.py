@@ -441,3 +441,47 @@ async def test_an_empty_response_goes_out_only_after_its_commit() -> None:
 
     await middleware(scope, receive, send)
     assert order == ["committed", "http.response.start", "http.response.body"]
+
+
+def test_values_that_cannot_change_are_decoded_once_per_stored_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A str or int decoded by a request is shared by the next requests of the session, until
+    a write replaces it; lists are decoded for every request (each may change its own). A
+    session read once keeps nothing (what many sessions read once would cost): from its
+    second read on.
+    """
+    from clustersession.sessions import codec
+
+    decoded: list[object] = []
+    real_decode = codec.decode
+
+    def counting_decode(data: bytes) -> Any:
+        value = real_decode(data)
+        decoded.append(value)
+        return value
+
+    def read(request: Request) -> JSONResponse:
+        session = request.session
+        return JSONResponse([session["name"], session["n"], session["cart"]])
+
+    def write(request: Request) -> JSONResponse:
+        request.session["n"] = request.session["n"] + 1
+        return JSONResponse("ok")
+
+    app = Starlette(routes=[Route("/read", read), Route("/write", write), *ROUTES])
+    with TestClient(ClusterSessionMiddleware(app, secret_key="example")) as client:
+        client.post("/update", json={"name": "ada", "n": 1, "cart": ["a"]})
+        monkeypatch.setattr(codec, "decode", counting_decode)
+        for _ in range(2):  # the first read keeps nothing, the second keeps name and n
+            decoded.clear()
+            assert client.get("/read").json() == ["ada", 1, ["a"]]
+            assert sorted(map(repr, decoded)) == ["'ada'", "1", "['a']"]
+        decoded.clear()
+        assert client.get("/read").json() == ["ada", 1, ["a"]]
+        assert decoded == [["a"]]  # the list only
+        decoded.clear()
+        client.get("/write")
+        assert decoded == []  # n is shared too
+        assert client.get("/read").json() == ["ada", 2, ["a"]]
+        assert sorted(map(repr, decoded)) == ["2", "['a']"]  # n changed; name is still shared
