@@ -347,19 +347,16 @@ class SessionStore(SessionBase):
         """Open ``key``'s session; a key that names none is dropped, as Django's backends do."""
         built = engine()
         manager = built.manager
-        opening = built.front.open(
+        session, self.original_id, self.primary = built.front.open(
             key,
             manager.open,
             now=manager.clock(),
             may_create=built.may_create if built.limited else None,
             fetch=manager.fetcher,
         )
-        session = opening.session
-        self.original_id = opening.original_id
-        self.primary = opening.primary
         state = _request.get()
-        if opening.primary is not None and state is not None and state.environ is not None:
-            state.environ[built.front.primary_indicator_name] = opening.primary
+        if self.primary is not None and state is not None and state.environ is not None:
+            state.environ[built.front.primary_indicator_name] = self.primary
         if session.is_new:
             self._opened_key = None
             if key is not None:  # unknown, expired, retired: never adopt a client's key
@@ -380,9 +377,7 @@ class SessionStore(SessionBase):
         built = engine()
         manager = built.manager
         may_create = built.may_create if built.limited else None
-        return built.front.open(
-            None, manager.open, now=manager.clock(), may_create=may_create
-        ).session
+        return built.front.open(None, manager.open, now=manager.clock(), may_create=may_create)[0]
 
     # -- what the middleware asks ------------------------------------------------
 
@@ -508,7 +503,7 @@ class SessionStore(SessionBase):
         manager = built.manager
         doomed = built.front.open(
             key, manager.open, now=manager.clock(), may_create=None, fetch=manager.fetcher
-        ).session
+        )[0]
         if doomed.is_new:
             return  # nothing stored under it
         doomed.invalidate()

@@ -203,21 +203,20 @@ class ClusterSessionInterface(SessionInterface):
         header = request.environ.get("HTTP_COOKIE")
         # The front reads raw headers; a WSGI environ holds them decoded as latin-1.
         raw = [] if header is None else [(b"cookie", header.encode("latin-1", "replace"))]
-        opening = front.open(
+        session, original_id, primary = front.open(
             front.cookie.read(raw),
             manager.open,
             now=manager.clock(),
             may_create=self._may_create,
             fetch=manager.fetcher,
         )
-        session = opening.session
         assert isinstance(session, FlaskSession)  # the front's session_class
         session._request_path = request.path
         session._opened_with = app_front
-        if opening.original_id is not None:
-            request.environ[front.original_id_key] = opening.original_id
-        if opening.primary is not None:
-            request.environ[front.primary_indicator_name] = opening.primary
+        if original_id is not None:
+            request.environ[front.original_id_key] = original_id
+        if primary is not None:
+            request.environ[front.primary_indicator_name] = primary
         # As the other adapters: for apps that show the cluster (``.manager.view()``).
         request.environ["clustersession"] = self
         request.environ[ADMIN_ENVIRON_KEY] = self.admin

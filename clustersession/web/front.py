@@ -28,17 +28,12 @@ logger = logging.getLogger("clustersession")
 DEFAULT_IDLE_SECONDS = 1800
 
 
-# Not frozen: built on every request, and a frozen dataclass costs ~4x to build.
-@dataclass(slots=True)
-class Opening:
-    """A request's session, and the id it came with if the route binder re-routed it."""
-
-    session: Session
-    original_id: str | None = None
-    primary: bool | None = None
-    """With ``valves.replication.primary_indicator``: whether this node is the session's
-    primary (its route, the id's ``.jvm_route``, names this node); ``None``: no session
-    came with the request, or the indicator is off."""
+# A request's session; the id it came with if the route binder re-routed it (else
+# None); with ``valves.replication.primary_indicator``, whether this node is the
+# session's primary (its route, the id's ``.jvm_route``, names this node; None: no
+# session came with the request, or the indicator is off). A tuple: built on every
+# request, and any class instance costs several times as much to build.
+Opening = tuple[Session, str | None, bool | None]
 
 
 # Not frozen: built on every request, and a frozen dataclass costs ~4x to build.
@@ -205,7 +200,7 @@ class SessionFront:
         primary = None
         if record is not None and self.primary_indicator:
             primary = record.route == self.ids.route  # after a failover re-route: ours
-        return Opening(session, original_id, primary)
+        return session, original_id, primary
 
     def cookie_action(
         self, session: Session, *, cookie: SessionCookie | None = None, refresh: bool = False

@@ -173,14 +173,13 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
     def _open(self, scope: Scope, cookie_value: str | None) -> Session:
         """The session the cookie names (fetched already), put in the scope with the admin API."""
         front, manager = self.front, self.manager
-        opening = front.open(
+        session, original_id, primary = front.open(
             cookie_value, manager.open, now=manager.clock(), may_create=self._may_create
         )
-        session = opening.session
-        if opening.original_id is not None:
-            scope[front.original_id_key] = opening.original_id
-        if opening.primary is not None:
-            scope[front.primary_indicator_name] = opening.primary
+        if original_id is not None:
+            scope[front.original_id_key] = original_id
+        if primary is not None:
+            scope[front.primary_indicator_name] = primary
         scope["session"] = session
         scope["clustersession"] = self  # for apps that show the cluster (see web.status)
         scope[SCOPE_KEY] = self.admin

@@ -75,18 +75,17 @@ class ClusterSessionWSGIMiddleware(SessionAdapter[WSGIApp, ManagerThread]):
         manager.start()
         cookie = environ.get("HTTP_COOKIE")
         raw = [] if cookie is None else [(b"cookie", cookie.encode("latin-1"))]
-        opening = self.front.open(
+        session, original_id, primary = self.front.open(
             self.front.cookie.read(raw),
             manager.open,
             now=manager.clock(),
             may_create=self._may_create,
             fetch=manager.fetcher,
         )
-        session = opening.session
-        if opening.original_id is not None:
-            environ[self.front.original_id_key] = opening.original_id
-        if opening.primary is not None:
-            environ[self.front.primary_indicator_name] = opening.primary
+        if original_id is not None:
+            environ[self.front.original_id_key] = original_id
+        if primary is not None:
+            environ[self.front.primary_indicator_name] = primary
         environ[ENVIRON_KEY] = session
         environ["clustersession"] = self
         environ[ADMIN_ENVIRON_KEY] = self.admin

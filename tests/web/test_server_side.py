@@ -193,13 +193,13 @@ def test_forged_cookie_is_refused_without_a_lookup(monkeypatch: pytest.MonkeyPat
     token = value.partition(".")[0]
     forged = token[:30] + ("A" if token[30] != "A" else "B") + token[31:]
     lookups: list[str] = []
-    real_lookup = middleware.manager.lookup
+    real_open = middleware.manager.open
 
-    def counting_lookup(token: str) -> Any:
+    def counting_open(token: str) -> Any:
         lookups.append(token)
-        return real_lookup(token)
+        return real_open(token)
 
-    monkeypatch.setattr(middleware.manager, "lookup", counting_lookup)
+    monkeypatch.setattr(middleware.manager, "open", counting_open)
     attacker = TestClient(app, cookies={"session": forged})
     assert attacker.get("/").json() == {}
     assert lookups == []
