@@ -87,7 +87,7 @@ class Fetcher:
                 for member in exc.failed:
                     self._answered(asked, member.id, None)
             except TimeoutError:
-                return None
+                pass  # a member did not acknowledge in time: what the others sent counts
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(asked.first), deadline - loop.time())
             if not (asked.changes or asked.dead):
