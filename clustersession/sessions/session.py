@@ -135,7 +135,6 @@ class Session(StarletteSession):
         self,
         ids: SessionIds,
         record: SessionRecord | None,
-        *,
         default_max_inactive_interval: int,
         now: float,
         may_create: Callable[[], bool] | None = None,

@@ -182,7 +182,8 @@ class ClusterSessionMiddleware(SessionAdapter[ASGIApp, Manager]):
             scope[front.primary_indicator_name] = primary
         scope["session"] = session
         scope["clustersession"] = self  # for apps that show the cluster (see web.status)
-        scope[SCOPE_KEY] = self.admin
+        admin = self._admin  # the property, written out: asked on every request
+        scope[SCOPE_KEY] = admin if admin is not None else self.admin
         return session
 
     async def _commit(self, session: Session, path: str) -> None:
