@@ -466,7 +466,42 @@ class Session(StarletteSession):
                     )
                 )
             return deltas
-        set_values, errors = self._changed_values()
+        # The values the request read or wrote, encoded only when they may have changed,
+        # compared with what was stored (written out here: it runs on every request).
+        keys = self.keys() if self._read_all else self._read
+        set_values: dict[str, bytes] = {}
+        errors: list[str] = []
+        stored, loaded, written = self._stored, self._loaded, self._written
+        prepared = self._prepared if self._prepared is not None else loaded
+        get = dict.get
+        pack = None
+        for key in keys:
+            value = get(self, key, _MISSING)
+            if value is _MISSING or value is _UNDECODED:
+                continue
+            if type(value) in _IMMUTABLE:
+                known = written.get(key)
+                if known is None:
+                    if value is loaded.get(key, _MISSING) or value is prepared.get(key, _MISSING):
+                        continue  # the very object it loaded, which cannot have changed
+                elif known[0] is value:
+                    if stored.get(key) != known[1]:
+                        set_values[key] = known[1]  # encoded when set
+                    continue
+            if pack is None:
+                pack = codec.packer().pack
+            try:
+                # Keys in the dict are str already (checked when set): encode directly.
+                encoded = pack(value)
+            except Exception:
+                pack = None  # codec.encode() replaces a packer that failed: use its next one
+                try:
+                    encoded = _encode(key, value)  # the same failure, with the key in its message
+                except TypeError as exc:
+                    errors.append(str(exc))
+                    continue
+            if stored.get(key) != encoded:
+                set_values[key] = encoded
         removed: tuple[str, ...] = ()
         if self._maybe_removed:
             removed = tuple(key for key in self._stored if key not in self)
@@ -497,43 +532,6 @@ class Session(StarletteSession):
         if errors:
             raise UnserialisableChange(deltas, errors)
         return deltas
-
-    def _changed_values(self) -> tuple[dict[str, bytes], list[str]]:
-        keys = self.keys() if self._read_all else self._read
-        changed: dict[str, bytes] = {}
-        errors: list[str] = []
-        stored, loaded, written = self._stored, self._loaded, self._written
-        prepared = self._prepared if self._prepared is not None else loaded
-        get = dict.get
-        pack = None
-        for key in keys:
-            value = get(self, key, _MISSING)
-            if value is _MISSING or value is _UNDECODED:
-                continue
-            if type(value) in _IMMUTABLE:
-                known = written.get(key)
-                if known is None:
-                    if value is loaded.get(key, _MISSING) or value is prepared.get(key, _MISSING):
-                        continue  # the very object it loaded, which cannot have changed
-                elif known[0] is value:
-                    if stored.get(key) != known[1]:
-                        changed[key] = known[1]  # encoded when set
-                    continue
-            if pack is None:
-                pack = codec.packer().pack
-            try:
-                # Keys in the dict are str already (checked when set): encode directly.
-                encoded = pack(value)
-            except Exception:
-                pack = None  # codec.encode() replaces a packer that failed: use its next one
-                try:
-                    encoded = _encode(key, value)  # the same failure, with the key in its message
-                except TypeError as exc:
-                    errors.append(str(exc))
-                    continue
-            if stored.get(key) != encoded:
-                changed[key] = encoded
-        return changed, errors
 
 
 class TooManyActiveSessions(RuntimeError):
